@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AuthflowConfig(AppConfig):
+    name = "authflow"
+    verbose_name = "Consent flow"

@@ -1,0 +1,282 @@
+"""The consent flow: build Amazon's consent URL, issue and consume state, complete the callback."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sellers import amazon
+from sellers.models import Event, Invitation, Seller, Tenant
+from sellers.scopes import validate_scopes
+from sellers.services.credentials import tenant_lwa_call
+from sellers.services.events import event_record
+from sellers.services.grants import AuthorizationOutcome, grant_store_authorization
+
+from .models import OAuthState
+
+logger = logging.getLogger(__name__)
+
+SESSION_BINDING_KEY = "spconnect_browser"
+CONSENT_PATH = "/apps/authorize/consent"
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def browser_binding(session, *, create: bool) -> str | None:
+    """A random value kept in this browser's session; its hash ties a state to the browser."""
+    value = session.get(SESSION_BINDING_KEY)
+    if value is None and create:
+        value = secrets.token_urlsafe(32)
+        session[SESSION_BINDING_KEY] = value
+    return value
+
+
+def requested_scopes_for(tenant: Tenant) -> tuple[list[str], list[str]]:
+    """(required, optional) scopes to request, validated against the catalog.
+
+    Raises InvalidScope (the seed's `invalid_scope` wording) for anything outside the catalog.
+    """
+    reqs = list(tenant.scope_requirements.all())
+    validate_scopes(r.scope for r in reqs)
+    return tenant.scopes_by_kind(reqs)
+
+
+def consent_url_build(*, tenant: Tenant, region: str, state: str, scopes: list[str]) -> str:
+    params = {
+        "application_id": tenant.application_id,
+        "state": state,
+        "redirect_uri": tenant.effective_redirect_uri,
+    }
+    if scopes:
+        params["scope"] = " ".join(validate_scopes(scopes))
+    if tenant.is_draft:
+        params["version"] = "beta"
+    host = settings.SPAPI_CONSENT_HOSTS[region].rstrip("/")
+    return f"{host}{CONSENT_PATH}?{urlencode(params)}"
+
+
+def state_create(
+    *,
+    session,
+    tenant: Tenant,
+    region: str,
+    scopes: list[str],
+    flow: str = OAuthState.Flow.INVITATION,
+    seller: Seller | None = None,
+    invitation: Invitation | None = None,
+    claimed_selling_partner_id: str = "",
+) -> str:
+    """Store a new state (hashed) bound to this browser; return the state value to send."""
+    value = secrets.token_urlsafe(32)  # 256 bits
+    binding = browser_binding(session, create=True)
+    OAuthState.objects.create(
+        state_hash=_sha256(value),
+        browser_hash=_sha256(binding),
+        flow=flow,
+        tenant=tenant,
+        seller=seller,
+        invitation=invitation,
+        region=region,
+        requested_scopes=scopes,
+        claimed_selling_partner_id=claimed_selling_partner_id,
+        expires_at=timezone.now() + timedelta(seconds=settings.SPCONNECT_STATE_TTL_SECONDS),
+    )
+    return value
+
+
+def consent_start(*, invitation: Invitation, session) -> str:
+    """Begin consent for an invitation; returns the Seller Central consent URL to redirect to."""
+    tenant = invitation.tenant
+    required, optional = requested_scopes_for(tenant)
+    scopes = validate_scopes(required + optional)
+    seller = invitation.seller
+    state = state_create(
+        session=session,
+        tenant=tenant,
+        region=seller.region,
+        scopes=scopes,
+        seller=seller,
+        invitation=invitation,
+    )
+    event_record(seller=seller, kind=Event.Kind.CONSENT_STARTED, detail="Sent to Amazon's consent page.", data={"scopes": scopes}, actor="seller")
+    return consent_url_build(tenant=tenant, region=seller.region, state=state, scopes=scopes)
+
+
+class StateRejected(Exception):
+    """The callback's state cannot be used. `reason` is one of the REASONS keys."""
+
+    REASONS = {
+        "missing": (400, "The link back from Amazon had no state. Start again from your invitation link."),
+        "unknown": (400, "This sign-in attempt is not one we started. Start again from your invitation link."),
+        "expired": (400, "This sign-in attempt took longer than 10 minutes and expired. Start again."),
+        "used": (400, "This sign-in attempt was already completed. Start again if you need to."),
+        "other_browser": (
+            403,
+            "This sign-in attempt was started in a different browser. Finish it in the browser where "
+            "you started, or start again here.",
+        ),
+    }
+
+    def __init__(self, reason: str, state: OAuthState | None = None):
+        self.reason = reason
+        self.state = state
+        self.status_code, self.message = self.REASONS[reason]
+        super().__init__(reason)
+
+
+def state_consume(*, value: str | None, session) -> OAuthState:
+    """Check and burn a state: exists, same browser, not used, not expired. Single use."""
+    if not value:
+        raise StateRejected("missing")
+    if len(value) > 256:
+        raise StateRejected("unknown")
+    state = OAuthState.objects.select_related("tenant", "seller", "invitation").filter(state_hash=_sha256(value)).first()
+    if state is None:
+        raise StateRejected("unknown")
+    binding = browser_binding(session, create=False)
+    # Check the browser before burning the state: a replay from elsewhere must not spoil the
+    # genuine seller's attempt.
+    if binding is None or not secrets.compare_digest(_sha256(binding), state.browser_hash):
+        raise StateRejected("other_browser", state)
+    if state.used_at is not None:
+        raise StateRejected("used", state)
+    now = timezone.now()
+    if state.expires_at <= now:
+        raise StateRejected("expired", state)
+    # Conditional UPDATE: of two concurrent callbacks with one state, exactly one wins.
+    if OAuthState.objects.filter(pk=state.pk, used_at__isnull=True).update(used_at=now) != 1:
+        raise StateRejected("used", state)
+    state.used_at = now
+    return state
+
+
+class CallbackFailed(Exception):
+    """The callback could not complete; `kind` picks the page, `message` says what to do."""
+
+    def __init__(self, kind: str, message: str, status_code: int = 400, state: OAuthState | None = None):
+        self.kind = kind
+        self.message = message
+        self.status_code = status_code
+        self.state = state
+        super().__init__(kind)
+
+
+def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> Seller:
+    """Which seller the authorization attaches to, refusing claims that would hijack another.
+
+    `selling_partner_id` is not signed by Amazon: it must never move tokens onto a seller that
+    is already connected to a different Amazon account.
+    """
+    tenant = state.tenant
+    if state.flow == OAuthState.Flow.AMAZON:
+        claimed = state.claimed_selling_partner_id
+        if claimed and selling_partner_id and claimed != selling_partner_id:
+            raise CallbackFailed("account_mismatch", "Amazon named a different account than the one that started.", state=state)
+        spid = selling_partner_id or claimed
+        if not spid:
+            raise CallbackFailed("error", "Amazon did not say which seller account was authorized.", state=state)
+        seller = Seller.objects.filter(tenant=tenant, region=state.region, selling_partner_id=spid).first()
+        if seller is None:
+            seller = Seller.objects.create(
+                tenant=tenant, region=state.region, selling_partner_id=spid, name=f"Amazon seller {spid}"
+            )
+        return seller
+
+    seller = state.seller
+    if seller is None:
+        raise CallbackFailed("error", "This sign-in attempt is not linked to a seller.", state=state)
+    if not selling_partner_id:
+        return seller  # The seed's flow names no account; keep whatever we know.
+    if seller.selling_partner_id and seller.selling_partner_id != selling_partner_id:
+        raise CallbackFailed(
+            "account_mismatch",
+            "You signed in with a different Amazon account than the one connected before. "
+            "Sign in with the original account, or ask the agency for a new invitation.",
+            state=state,
+        )
+    if not seller.selling_partner_id:
+        other = (
+            Seller.objects.filter(tenant=tenant, region=seller.region, selling_partner_id=selling_partner_id)
+            .exclude(pk=seller.pk)
+            .exists()
+        )
+        if other:
+            raise CallbackFailed(
+                "account_in_use",
+                "This Amazon account is already connected to the agency under another invitation. "
+                "Ask the agency for that seller's re-authorization link.",
+                state=state,
+            )
+    return seller
+
+
+def callback_complete(
+    *, state: OAuthState, code: str, selling_partner_id: str = "", mws_auth_token: str = ""
+) -> AuthorizationOutcome:
+    """Exchange the code and store the grant. On any failure the stored grant is untouched."""
+    seller = _seller_for_callback(state=state, selling_partner_id=selling_partner_id)
+    tenant = state.tenant
+    try:
+        token = tenant_lwa_call(
+            tenant=tenant,
+            call=lambda secret: amazon.lwa_exchange_code(
+                client_id=tenant.client_id,
+                client_secret=secret,
+                code=code,
+                redirect_uri=tenant.effective_redirect_uri,
+            ),
+        )
+        if not token.refresh_token:
+            raise amazon.LwaTransient("malformed_response", "LWA answered without a refresh token.")
+    except amazon.LwaError as exc:
+        event_record(
+            seller=seller,
+            kind=Event.Kind.EXCHANGE_FAILED,
+            detail=f"{exc.error}: {exc.description}"[:500],
+            data={"error": exc.error, "http_status": exc.status_code},
+            actor="amazon",
+        )
+        logger.warning("Code exchange failed for seller %s: %s", seller.pk, exc.error)
+        if isinstance(exc, amazon.LwaInvalidClient):
+            from sellers.services.tenants import tenant_credentials_failed
+
+            tenant_credentials_failed(tenant=tenant, error=exc)
+            message = "The agency's Amazon app credentials were refused. The agency has been told; please try again later."
+        elif isinstance(exc, amazon.LwaInvalidGrant):
+            message = "Amazon did not accept the authorization (it may have expired after 5 minutes). Please start again."
+        else:
+            message = "Amazon could not be reached to finish the connection. Please try again in a few minutes."
+        raise CallbackFailed("exchange_failed", message, status_code=502 if exc.transient else 400, state=state) from None
+
+    with transaction.atomic():
+        outcome = grant_store_authorization(
+            seller=seller,
+            token=token,
+            selling_partner_id=selling_partner_id or state.claimed_selling_partner_id,
+            mws_auth_token=mws_auth_token,
+            optional_scopes=[s for s in state.requested_scopes],
+        )
+        if state.invitation_id and not outcome.missing_required:
+            Invitation.objects.filter(pk=state.invitation_id, completed_at__isnull=True).update(completed_at=timezone.now())
+    return outcome
+
+
+def callback_error_record(*, state: OAuthState, error: str, description: str) -> None:
+    """Amazon sent the seller back with an error (declined, invalid scope, …)."""
+    seller = state.seller
+    kind = Event.Kind.DENIED if error == "access_denied" else Event.Kind.CONSENT_ERROR
+    detail = "The seller declined on Amazon's consent page." if kind == Event.Kind.DENIED else f"{error}: {description}"
+    if seller is not None:
+        event_record(seller=seller, kind=kind, detail=detail[:500], data={"error": error}, actor="seller")
+    else:
+        event_record(tenant=state.tenant, kind=kind, detail=detail[:500], data={"error": error}, actor="seller")

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Serve the app and a background-task worker together; Ctrl-C stops both.
+set -euo pipefail
+host=${1:-127.0.0.1}
+port=${2:-8000}
+py=.venv/bin/python
+$py manage.py qcluster &
+worker=$!
+trap 'kill $worker 2>/dev/null || true; wait $worker 2>/dev/null || true' EXIT INT TERM
+echo "Serving http://$host:$port/ (admin: /admin/, local Amazon sandbox: /sandbox/). Ctrl-C to stop."
+$py manage.py runserver "$host:$port"

@@ -1,0 +1,242 @@
+"""The one seam for every outbound HTTP call: Login with Amazon, SP-API and webhooks.
+
+Everything that leaves the process goes through `send()`, which owns the single
+`requests.Session` and always passes a timeout (`requests` has none by default). Tests and the
+local sandbox switch behaviour here and nowhere else.
+
+Nothing in this module logs or raises with a request body, header value or token in it.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import requests
+from django.conf import settings
+
+from .scopes import parse_scope_string
+
+logger = logging.getLogger(__name__)
+
+_session = requests.Session()
+_session.headers["User-Agent"] = "spconnect/0.1 (Language=Python)"
+
+# Exceptions that mean "we never got a usable answer"; always transient.
+NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout)
+
+
+def session() -> requests.Session:
+    return _session
+
+
+def send(method: str, url: str, **kwargs: Any) -> requests.Response:
+    """Send one request through the shared session, with the configured timeout."""
+    kwargs.setdefault("timeout", settings.SPAPI_HTTP_TIMEOUT)
+    kwargs.setdefault("allow_redirects", False)
+    return _session.request(method, url, **kwargs)
+
+
+# --- Login with Amazon ---------------------------------------------------------------------
+
+
+class LwaError(Exception):
+    """LWA refused or failed a token request. `error` is LWA's code (or ours for transport)."""
+
+    transient = False
+
+    def __init__(self, error: str, description: str = "", status_code: int | None = None, retry_after: float | None = None):
+        self.error = error
+        self.description = description[:300]
+        self.status_code = status_code
+        self.retry_after = retry_after
+        super().__init__(f"{error}: {self.description}" if self.description else error)
+
+
+class LwaInvalidGrant(LwaError):
+    """The code is expired or used, or the refresh token was revoked by the seller."""
+
+
+class LwaInvalidClient(LwaError):
+    """The app's client id or secret is wrong or expired: the tenant's problem, not a seller's."""
+
+
+class LwaRejected(LwaError):
+    """Any other 4xx answer (invalid_request, invalid_scope, access_denied, …)."""
+
+
+class LwaTransient(LwaError):
+    """429, 5xx, timeouts, connection errors, unreadable answers: try again later."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    access_token: str = field(repr=False)
+    expires_in: int
+    refresh_token: str | None = field(default=None, repr=False)
+    token_type: str = "bearer"
+    # None when the answer has no `scope` field (real Amazon); a list when it has one (seed).
+    scopes: list[str] | None = None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _parse_token_response(response: requests.Response) -> TokenResponse:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        body = None
+
+    if 200 <= status < 300:
+        if body is None or not isinstance(body.get("access_token"), str) or not body["access_token"]:
+            raise LwaTransient("malformed_response", "LWA answered without a readable access token.", status)
+        try:
+            expires_in = int(body.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            raise LwaTransient("malformed_response", "LWA answered with an unreadable expires_in.", status) from None
+        refresh = body.get("refresh_token")
+        scope = body.get("scope")
+        return TokenResponse(
+            access_token=body["access_token"],
+            refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            expires_in=max(0, expires_in),
+            token_type=str(body.get("token_type", "bearer")),
+            scopes=parse_scope_string(scope) if isinstance(scope, str) else None,
+        )
+
+    error = str((body or {}).get("error") or "")[:64] or f"http_{status}"
+    description = str((body or {}).get("error_description") or "")
+    if status == 429 or status >= 500 or error in ("server_error", "temporarily_unavailable"):
+        raise LwaTransient(error, description, status, _retry_after(response))
+    if error == "invalid_grant":
+        raise LwaInvalidGrant(error, description, status)
+    if error in ("invalid_client", "unauthorized_client") or status == 401:
+        raise LwaInvalidClient(error or "invalid_client", description, status)
+    raise LwaRejected(error, description, status)
+
+
+def _token_request(data: Mapping[str, str]) -> TokenResponse:
+    try:
+        response = send(
+            "POST",
+            settings.SPAPI_LWA_TOKEN_URL,
+            data=data,
+            headers={"Accept": "application/json"},
+        )
+    except NETWORK_ERRORS as exc:
+        # The exception text names only host and reason, but keep it short and typed.
+        raise LwaTransient(type(exc).__name__.lower(), "No answer from LWA.") from None
+    return _parse_token_response(response)
+
+
+def lwa_exchange_code(*, client_id: str, client_secret: str, code: str, redirect_uri: str) -> TokenResponse:
+    """Trade an authorization code (valid 5 minutes, single use) for tokens. Never retried."""
+    return _token_request(
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+    )
+
+
+def lwa_refresh(*, client_id: str, client_secret: str, refresh_token: str) -> TokenResponse:
+    """Get a new access token for a refresh token."""
+    return _token_request(
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+    )
+
+
+# --- SP-API --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpapiResponse:
+    status_code: int
+    body: Any
+    headers: Mapping[str, str]
+
+    @property
+    def error_codes(self) -> list[str]:
+        if isinstance(self.body, dict) and isinstance(self.body.get("errors"), list):
+            return [str(e.get("code", "")) for e in self.body["errors"] if isinstance(e, dict)]
+        return []
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.headers.get("Retry-After")
+        if value is None:
+            rate = self.headers.get("x-amzn-RateLimit-Limit")
+            try:
+                return 1.0 / float(rate) if rate else None
+            except (ValueError, ZeroDivisionError):
+                return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None
+
+
+class SpapiTransportError(Exception):
+    """No answer from SP-API (timeout, connection refused)."""
+
+
+def spapi_send(
+    *,
+    region: str,
+    method: str,
+    path: str,
+    access_token: str,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+) -> SpapiResponse:
+    """One SP-API request to the seller's regional host. Callers handle status codes."""
+    url = settings.SPAPI_API_HOSTS[region].rstrip("/") + path
+    try:
+        response = send(
+            method.upper(),
+            url,
+            params=params,
+            json=json,
+            headers={"x-amz-access-token": access_token, "Accept": "application/json"},
+        )
+    except NETWORK_ERRORS as exc:
+        raise SpapiTransportError(f"No answer from SP-API ({type(exc).__name__}).") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"raw": response.text[:2000]}
+    return SpapiResponse(response.status_code, body, dict(response.headers))
+
+
+# --- Webhooks (not Amazon, but outbound all the same) -----------------------------------------
+
+
+def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+    """POST a signed JSON body; returns the status code, raises on network errors."""
+    response = send("POST", url, data=body, headers={"Content-Type": "application/json", **headers})
+    return response.status_code
+
+
+def dumps(value: Any) -> bytes:
+    return jsonlib.dumps(value, separators=(",", ":"), sort_keys=True).encode()

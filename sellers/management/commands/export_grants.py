@@ -1,0 +1,39 @@
+import csv
+import json
+
+from django.core.management.base import BaseCommand
+
+from sellers.models import Seller
+from sellers.services.exports import FIELDS, seller_records
+
+from ._common import tenant_by_slug
+
+
+class Command(BaseCommand):
+    help = (
+        "Export one record per seller: tenant, name, region, selling_partner_id, status, granted "
+        "and missing scopes, whether Amazon confirmed the scopes, access-token expiry and "
+        "authorization time. Never a token or secret."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", help="Only this tenant's sellers (slug).")
+        parser.add_argument("--format", choices=["json", "csv"], default="json", help="Output format (default: json).")
+
+    def handle(self, *args, **options):
+        sellers = Seller.objects.all()
+        if options["tenant"]:
+            sellers = sellers.filter(tenant=tenant_by_slug(options["tenant"]))
+        records = seller_records(sellers)
+        if options["format"] == "json":
+            self.stdout.write(json.dumps(list(records), indent=2))
+            return
+        writer = csv.DictWriter(self.stdout, fieldnames=FIELDS)
+        writer.writeheader()
+        for record in records:
+            writer.writerow({
+                **record,
+                "granted_scopes": " ".join(record["granted_scopes"]),
+                "missing_scopes": " ".join(record["missing_scopes"]),
+                "scopes_confirmed": "yes" if record["scopes_confirmed"] else "no",
+            })

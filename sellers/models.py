@@ -1,0 +1,314 @@
+"""Tenants (agencies and their SP-API app), sellers, the grants they give, and their history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .fields import EncryptedTextField
+from .scopes import CATALOG, SCOPE_CHOICES
+
+
+class Region(models.TextChoices):
+    NA = "na", "North America"
+    EU = "eu", "Europe"
+    FE = "fe", "Far East"
+
+
+class Tenant(models.Model):
+    """An agency and its one SP-API app registration."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    slug = models.SlugField(unique=True, help_text="Short name used by management commands (--tenant).")
+    name = models.CharField(max_length=200, help_text="Shown to sellers on the hosted pages.")
+    application_id = models.CharField(
+        max_length=200, help_text="The SP-API app's ID, e.g. amzn1.sellerapps.app.123456."
+    )
+    client_id = models.CharField(max_length=200, help_text="The LWA client identifier of the app.")
+    client_secret = EncryptedTextField(blank=True, help_text="The current LWA client secret.")
+    client_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Amazon expires the current secret (rotate every 180 days)."
+    )
+    previous_client_secret = EncryptedTextField(
+        blank=True, help_text="Kept after a rotation and tried on invalid_client until it expires."
+    )
+    previous_client_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    redirect_uri = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="One of the app's registered redirect URIs. Empty: SITE_URL + /authflow/callback/.",
+    )
+    is_draft = models.BooleanField(
+        default=False, help_text="Draft apps add version=beta to consent URLs (else Amazon shows MD1000)."
+    )
+    registered_scopes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Scopes the app is registered for. Assumed granted (unconfirmed) when Amazon "
+        "returns no scope in the token response.",
+    )
+    webhook_url = models.URLField(max_length=500, blank=True, help_text="Optional: receives signed JSON events.")
+    webhook_secret = EncryptedTextField(blank=True, help_text="HMAC-SHA256 key for webhook signatures.")
+    credentials_failing_since = models.DateTimeField(
+        null=True, blank=True, help_text="Set when LWA rejects the app's client credentials."
+    )
+    credentials_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def effective_redirect_uri(self) -> str:
+        return self.redirect_uri or f"{settings.SITE_URL}/authflow/callback/"
+
+    def scopes_by_kind(self, requirements=None) -> tuple[list[str], list[str]]:
+        """(required, optional) scope names in catalog order."""
+        reqs = list(requirements if requirements is not None else self.scope_requirements.all())
+        required = {r.scope for r in reqs if r.kind == ScopeRequirement.Kind.REQUIRED}
+        optional = {r.scope for r in reqs if r.kind == ScopeRequirement.Kind.OPTIONAL}
+        return [s for s in CATALOG if s in required], [s for s in CATALOG if s in optional]
+
+
+class TenantMembership(models.Model):
+    """A staff user's role in one tenant; a user may belong to several tenants."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MANAGER = "manager", "Manager"
+        VIEWER = "viewer", "Viewer"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="membership_unique_tenant_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.tenant} ({self.get_role_display()})"
+
+
+class ScopeRequirement(models.Model):
+    """A scope a tenant asks sellers for, required or optional, with the reason sellers see."""
+
+    class Kind(models.TextChoices):
+        REQUIRED = "required", "Required"
+        OPTIONAL = "optional", "Optional"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="scope_requirements")
+    scope = models.CharField(max_length=64, choices=SCOPE_CHOICES)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REQUIRED)
+    reason = models.CharField(max_length=300, help_text="Why the agency needs it, shown to the seller.")
+
+    class Meta:
+        ordering = ["tenant", "scope"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "scope"], name="scope_requirement_unique_tenant_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} ({self.kind})"
+
+
+class Seller(models.Model):
+    """A seller's Amazon account in one region, as connected to one tenant."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # never authorized
+        ACTIVE = "active", "Active"
+        PARTIAL = "partial", "Partial"  # some required scope missing
+        REVOKED = "revoked", "Revoked"  # LWA said invalid_grant, or staff marked it
+        EXPIRED = "expired", "Expired"  # authorization older than 365 days
+        FAILING = "failing", "Failing"  # refresh failing for a transient reason
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sellers")
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    region = models.CharField(max_length=2, choices=Region.choices, default=Region.NA)
+    selling_partner_id = models.CharField(
+        max_length=64, blank=True, help_text="Amazon's merchant token; empty until the seller authorizes."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            # The same Amazon account may be connected to two tenants, never twice to one.
+            models.UniqueConstraint(
+                fields=["tenant", "region", "selling_partner_id"],
+                condition=~Q(selling_partner_id=""),
+                name="seller_unique_tenant_region_spid",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "status"], name="seller_tenant_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.selling_partner_id or 'not connected'})"
+
+
+class Grant(models.Model):
+    """A seller's current authorization: tokens (encrypted), scopes and refresh bookkeeping.
+
+    One per seller; a re-authorization replaces the tokens in place and the history keeps the
+    story.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        REVOKED = "revoked", "Revoked"
+
+    seller = models.OneToOneField(Seller, on_delete=models.CASCADE, related_name="grant")
+    refresh_token = EncryptedTextField()
+    access_token = EncryptedTextField(blank=True)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    mws_auth_token = EncryptedTextField(blank=True)
+    granted_scopes = models.JSONField(default=list, blank=True)
+    scopes_confirmed = models.BooleanField(
+        default=False, help_text="True when Amazon's token response named the granted scopes."
+    )
+    refused_scopes = models.JSONField(
+        default=list, blank=True, help_text="Scopes Amazon refused at call time despite the grant."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    authorized_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    refresh_count = models.PositiveIntegerField(default=0)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="Backoff: no automatic refresh before this time."
+    )
+    last_error = models.CharField(max_length=500, blank=True)
+    # Bumped on every token change; in-process caches compare it to know they are stale.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="active", revoked_at__isnull=True) | Q(status="revoked"),
+                name="grant_active_has_no_revoked_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Grant of {self.seller_id} ({self.status})"
+
+    @property
+    def effective_scopes(self) -> list[str]:
+        refused = set(self.refused_scopes or [])
+        return [s for s in (self.granted_scopes or []) if s not in refused]
+
+    @property
+    def renewal_due_at(self):
+        return self.authorized_at + timedelta(days=settings.SPCONNECT_RENEWAL_DAYS)
+
+
+class Invitation(models.Model):
+    """A hosted-page link sent to a seller to connect (onboarding) or to re-authorize.
+
+    The URL's token is stored hashed for lookup and encrypted so staff can copy the link again;
+    a link may be used several times until it expires (a seller retrying after a partial grant).
+    """
+
+    class Purpose(models.TextChoices):
+        ONBOARDING = "onboarding", "Onboarding"
+        REAUTHORIZATION = "reauthorization", "Re-authorization"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="invitations")
+    purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.ONBOARDING)
+    token_hash = models.CharField(max_length=64, unique=True)
+    token = EncryptedTextField(help_text="The link's secret part, encrypted; shown only as a link.")
+    expires_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    last_emailed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["seller", "-expires_at"], name="invitation_seller_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} link for {self.seller_id}"
+
+    @property
+    def url(self) -> str:
+        from django.urls import reverse
+
+        return f"{settings.SITE_URL}{reverse('authflow:invite', kwargs={'token': self.token})}"
+
+    def is_expired(self, now=None) -> bool:
+        return (now or timezone.now()) >= self.expires_at
+
+
+class Event(models.Model):
+    """Append-only history of a tenant's sellers and grants. Rows are never changed or deleted."""
+
+    class Kind(models.TextChoices):
+        INVITED = "invited", "Invited"
+        REAUTH_LINK_CREATED = "reauth_link_created", "Re-authorization link created"
+        REAUTH_LINK_EMAILED = "reauth_link_emailed", "Re-authorization link emailed"
+        CONSENT_STARTED = "consent_started", "Consent started"
+        GRANTED = "granted", "Granted"
+        PARTIALLY_GRANTED = "partially_granted", "Partially granted"
+        REAUTHORIZED = "reauthorized", "Re-authorized"
+        DENIED = "denied", "Denied"
+        CONSENT_ERROR = "consent_error", "Consent error"
+        EXCHANGE_FAILED = "exchange_failed", "Code exchange failed"
+        REVOKED = "revoked", "Revoked"
+        MARKED_REVOKED = "marked_revoked", "Marked revoked by staff"
+        REFRESH_FAILING = "refresh_failing", "Refresh failing"
+        REFRESH_RECOVERED = "refresh_recovered", "Refresh recovered"
+        SCOPE_REFUSED = "scope_refused", "Scope refused by Amazon"
+        STATUS_CHANGED = "status_changed", "Status changed"
+        EXPIRED = "expired", "Authorization expired"
+        CONNECTION_TESTED = "connection_tested", "Connection tested"
+        CREDENTIALS_INVALID = "credentials_invalid", "App credentials rejected"
+        CREDENTIALS_RECOVERED = "credentials_recovered", "App credentials working again"
+        SECRET_ROTATED = "secret_rotated", "Client secret rotated"
+        SECRET_EXPIRY_NOTICE = "secret_expiry_notice", "Client secret expiry notice"
+        REQUIREMENTS_CHANGED = "requirements_changed", "Scope requirements changed"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
+    seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="events", null=True, blank=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    detail = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150, default="system", help_text="system, seller, amazon or staff:<username>.")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["seller", "-created_at"], name="event_seller_created_idx"),
+            models.Index(fields=["tenant", "-created_at"], name="event_tenant_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} · {self.created_at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise PermissionDenied("History events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionDenied("History events are append-only.")

@@ -1,0 +1,146 @@
+"""Storing what a seller granted: the outcome of a completed consent flow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from sellers.amazon import TokenResponse
+from sellers.models import Event, Grant, Seller, Tenant
+from sellers.scopes import CATALOG
+
+from .events import event_record
+from .status import missing_required_scopes, required_scopes_for, seller_status_sync
+
+
+@dataclass
+class AuthorizationOutcome:
+    seller: Seller
+    grant: Grant
+    status: str
+    granted_scopes: list[str]
+    missing_required: list[str]
+    missing_optional: list[str] = field(default_factory=list)
+    scopes_confirmed: bool = False
+    reauthorized: bool = False
+
+
+def granted_scopes_from(*, tenant: Tenant, token: TokenResponse) -> tuple[list[str], bool]:
+    """(scopes, confirmed): the seed's `scope` field when present, else the app's registration."""
+    if token.scopes is not None:
+        names = set(token.scopes)
+        confirmed = True
+    else:
+        names = set(tenant.registered_scopes or [])
+        confirmed = False
+    # Anything outside the catalog is ignored: we cannot gate calls on a scope we do not know.
+    return [s for s in CATALOG if s in names], confirmed
+
+
+@transaction.atomic
+def grant_store_authorization(
+    *,
+    seller: Seller,
+    token: TokenResponse,
+    selling_partner_id: str = "",
+    mws_auth_token: str = "",
+    optional_scopes: list[str] | None = None,
+    actor: str = "seller",
+) -> AuthorizationOutcome:
+    """Create the seller's grant, or replace its tokens in place on re-authorization.
+
+    The caller has already checked that `selling_partner_id` may be attached to this seller.
+    """
+    if not token.refresh_token:
+        raise ValueError("An authorization without a refresh token cannot be stored.")
+    tenant = seller.tenant
+    now = timezone.now()
+    seller = Seller.objects.select_for_update().get(pk=seller.pk)
+    if selling_partner_id and seller.selling_partner_id != selling_partner_id:
+        seller.selling_partner_id = selling_partner_id
+        seller.save(update_fields=["selling_partner_id", "updated_at"])
+
+    scopes, confirmed = granted_scopes_from(tenant=tenant, token=token)
+    values = dict(
+        refresh_token=token.refresh_token,
+        access_token=token.access_token,
+        access_token_expires_at=now + timedelta(seconds=token.expires_in),
+        mws_auth_token=mws_auth_token,
+        granted_scopes=scopes,
+        scopes_confirmed=confirmed,
+        refused_scopes=[],
+        status=Grant.Status.ACTIVE,
+        authorized_at=now,
+        revoked_at=None,
+        last_refreshed_at=now,
+        consecutive_failures=0,
+        failing_since=None,
+        next_attempt_at=None,
+        last_error="",
+    )
+    grant = Grant.objects.filter(seller=seller).first()
+    reauthorized = grant is not None
+    if grant is None:
+        grant = Grant.objects.create(seller=seller, **values)
+    else:
+        for key, value in values.items():
+            setattr(grant, key, value)
+        grant.version = F("version") + 1
+        grant.save()
+        grant.refresh_from_db()
+
+    required = required_scopes_for(tenant.pk)
+    optional = [s for s in (optional_scopes or []) if s not in required]
+    missing_required = missing_required_scopes(grant=grant, required=required)
+    missing_optional = [s for s in optional if s not in set(scopes)]
+    status = seller_status_sync(seller=seller, grant=grant, required=required, record=False)
+
+    if missing_required:
+        kind, detail = Event.Kind.PARTIALLY_GRANTED, "Missing required: " + ", ".join(missing_required)
+    elif reauthorized:
+        kind, detail = Event.Kind.REAUTHORIZED, "Re-authorized with all required scopes."
+    else:
+        kind, detail = Event.Kind.GRANTED, "Authorized with all required scopes."
+    if not confirmed:
+        detail += " Scopes assumed from the app's registration (Amazon did not return them)."
+    event_record(
+        seller=seller,
+        kind=kind,
+        detail=detail,
+        data={
+            "granted": scopes,
+            "missing_required": missing_required,
+            "scopes_confirmed": confirmed,
+            "reauthorized": reauthorized,
+            "status": status,
+        },
+        actor=actor,
+    )
+    return AuthorizationOutcome(
+        seller=seller,
+        grant=grant,
+        status=status,
+        granted_scopes=scopes,
+        missing_required=missing_required,
+        missing_optional=missing_optional,
+        scopes_confirmed=confirmed,
+        reauthorized=reauthorized,
+    )
+
+
+@transaction.atomic
+def grant_mark_revoked(*, seller: Seller, reason: str, actor: str, kind: str = Event.Kind.REVOKED) -> bool:
+    """Mark the seller's grant revoked (never refreshed again). False when already revoked/none."""
+    now = timezone.now()
+    updated = Grant.objects.filter(seller=seller, status=Grant.Status.ACTIVE).update(
+        status=Grant.Status.REVOKED, revoked_at=now, access_token="", version=F("version") + 1, updated_at=now
+    )
+    if not updated:
+        return False
+    event_record(seller=seller, kind=kind, detail=reason, actor=actor)
+    seller_status_sync(seller=seller, record=False)
+    return True

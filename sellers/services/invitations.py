@@ -1,0 +1,89 @@
+"""Invitation and re-authorization links to the hosted onboarding page."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sellers.models import Event, Invitation, Region, Seller, Tenant
+
+from .events import event_record
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_invitation(*, seller: Seller, purpose: str, created_by: str, ttl_days: int | None) -> Invitation:
+    token = secrets.token_urlsafe(32)
+    days = ttl_days if ttl_days is not None else settings.SPCONNECT_INVITATION_TTL_DAYS
+    return Invitation.objects.create(
+        tenant_id=seller.tenant_id,
+        seller=seller,
+        purpose=purpose,
+        token=token,
+        token_hash=token_hash(token),
+        expires_at=timezone.now() + timedelta(days=days),
+        created_by=created_by[:150],
+    )
+
+
+@transaction.atomic
+def invitation_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    email: str = "",
+    region: str = Region.NA,
+    actor: str = "system",
+    ttl_days: int | None = None,
+) -> Invitation:
+    """Create a pending seller and its onboarding link."""
+    if region not in Region.values:
+        raise ValueError(f"Unknown region {region!r}; use one of {', '.join(Region.values)}.")
+    seller = Seller.objects.create(tenant=tenant, name=name.strip(), email=email.strip(), region=region)
+    invitation = _new_invitation(
+        seller=seller, purpose=Invitation.Purpose.ONBOARDING, created_by=actor, ttl_days=ttl_days
+    )
+    event_record(seller=seller, kind=Event.Kind.INVITED, detail=f"Invitation valid until {invitation.expires_at:%Y-%m-%d}.", actor=actor)
+    return invitation
+
+
+def reauthorization_link_get_or_create(
+    *, seller: Seller, actor: str = "system", ttl_days: int | None = None
+) -> tuple[Invitation, bool]:
+    """The seller's newest unexpired link, or a new re-authorization link. Returns (link, created)."""
+    now = timezone.now()
+    current = (
+        Invitation.objects.filter(seller=seller, expires_at__gt=now, completed_at__isnull=True)
+        .order_by("-expires_at")
+        .first()
+    )
+    if current is not None:
+        return current, False
+    purpose = Invitation.Purpose.REAUTHORIZATION if hasattr(seller, "grant") else Invitation.Purpose.ONBOARDING
+    with transaction.atomic():
+        invitation = _new_invitation(seller=seller, purpose=purpose, created_by=actor, ttl_days=ttl_days)
+        event_record(
+            seller=seller,
+            kind=Event.Kind.REAUTH_LINK_CREATED,
+            detail=f"Link valid until {invitation.expires_at:%Y-%m-%d}.",
+            actor=actor,
+        )
+    return invitation, True
+
+
+def invitation_resolve(token: str) -> Invitation | None:
+    """The invitation for a URL token (expired ones included: the page explains), or None."""
+    if not token or len(token) > 128:
+        return None
+    return (
+        Invitation.objects.select_related("tenant", "seller")
+        .filter(token_hash=token_hash(token))
+        .first()
+    )

@@ -1,0 +1,245 @@
+"""Settings for spconnect, read from the environment (and an optional `.env`).
+
+Every value that differs between a laptop and production comes from the environment.
+Production (``DEBUG`` off) refuses to start without its secrets and names the missing one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_env_file = os.environ.get("SPCONNECT_ENV_FILE", str(BASE_DIR / ".env"))
+if os.path.exists(_env_file):
+    env.read_env(_env_file, overwrite=False)
+
+
+def _secret(name: str, *, dev_default: str | None = None) -> str:
+    """A secret from NAME or from the file named by NAME_FILE (Docker/K8s secrets)."""
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:
+        try:
+            return Path(file_path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_path} cannot be read: {exc}") from exc
+    value = os.environ.get(name, "")
+    if value:
+        return value
+    if DEBUG and dev_default is not None:
+        return dev_default
+    raise ImproperlyConfigured(
+        f"The setting {name} is missing. Set {name} (or {name}_FILE) in the environment or .env; "
+        "`make run` writes a .env with fresh random keys for local use."
+    )
+
+
+DEBUG = env.bool("DEBUG", default=False)
+
+SECRET_KEY = _secret("SECRET_KEY")
+
+# One Fernet key, or a comma-separated list: the first key encrypts, every key decrypts.
+# django-encrypted-model-fields reads this once at import time.
+FIELD_ENCRYPTION_KEY = [k.strip() for k in _secret("FIELD_ENCRYPTION_KEY").split(",") if k.strip()]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
+
+# Absolute base of every link the app sends out (invitations, redirect URI, emails).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "encrypted_model_fields",
+    "django_q",
+    "sellers",
+    "authflow",
+    "sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "spconnect.urls"
+WSGI_APPLICATION = "spconnect.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several threads (runserver, the worker, the sandbox calling back into the same process)
+    # share one file: wait for the write lock instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Email -----------------------------------------------------------------------------------
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="spconnect <noreply@localhost>")
+
+# --- Sessions and cookies ----------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+# Lax, not Strict: Amazon's consent page redirects the browser back to our callback, and the
+# session cookie must come along for the state to be bound to the browser that started it.
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+if env.bool("USE_X_FORWARDED_PROTO", default=False):
+    # Opt-in: only behind a proxy that sets (and strips client-sent) X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# --- Amazon ----------------------------------------------------------------------------------
+# The built-in local stand-in for Seller Central, LWA and SP-API (served under /sandbox/).
+SPAPI_SANDBOX = env.bool("SPAPI_SANDBOX", default=False)
+if SPAPI_SANDBOX and not DEBUG and not env.bool("SPAPI_SANDBOX_ALLOW_WITHOUT_DEBUG", default=False):
+    raise ImproperlyConfigured(
+        "SPAPI_SANDBOX=true is for local runs and tests only; it is refused with DEBUG off. "
+        "Unset SPAPI_SANDBOX (or set SPAPI_SANDBOX_ALLOW_WITHOUT_DEBUG=true for a load test)."
+    )
+
+_sandbox_base = f"{SITE_URL}/sandbox"
+
+# Seller Central host per region, used to build the consent URL.
+SPAPI_CONSENT_HOSTS = {
+    "na": env.str("SPAPI_CONSENT_HOST_NA", default=f"{_sandbox_base}/na" if SPAPI_SANDBOX else "https://sellercentral.amazon.com"),
+    "eu": env.str("SPAPI_CONSENT_HOST_EU", default=f"{_sandbox_base}/eu" if SPAPI_SANDBOX else "https://sellercentral-europe.amazon.com"),
+    "fe": env.str("SPAPI_CONSENT_HOST_FE", default=f"{_sandbox_base}/fe" if SPAPI_SANDBOX else "https://sellercentral.amazon.co.jp"),
+}
+SPAPI_LWA_TOKEN_URL = env.str(
+    "SPAPI_LWA_TOKEN_URL",
+    default=f"{_sandbox_base}/auth/o2/token" if SPAPI_SANDBOX else "https://api.amazon.com/auth/o2/token",
+)
+SPAPI_API_HOSTS = {
+    "na": env.str("SPAPI_API_HOST_NA", default=f"{_sandbox_base}/spapi/na" if SPAPI_SANDBOX else "https://sellingpartnerapi-na.amazon.com"),
+    "eu": env.str("SPAPI_API_HOST_EU", default=f"{_sandbox_base}/spapi/eu" if SPAPI_SANDBOX else "https://sellingpartnerapi-eu.amazon.com"),
+    "fe": env.str("SPAPI_API_HOST_FE", default=f"{_sandbox_base}/spapi/fe" if SPAPI_SANDBOX else "https://sellingpartnerapi-fe.amazon.com"),
+}
+# (connect, read) seconds for every outbound request: `requests` has no default timeout.
+SPAPI_HTTP_TIMEOUT = (env.float("SPAPI_HTTP_CONNECT_TIMEOUT", default=5.0), env.float("SPAPI_HTTP_READ_TIMEOUT", default=20.0))
+
+# --- Flow lifetimes --------------------------------------------------------------------------
+SPCONNECT_STATE_TTL_SECONDS = env.int("SPCONNECT_STATE_TTL_SECONDS", default=600)
+SPCONNECT_INVITATION_TTL_DAYS = env.int("SPCONNECT_INVITATION_TTL_DAYS", default=7)
+SPCONNECT_RENEWAL_DAYS = 365  # Amazon's rule, not a preference.
+SPCONNECT_RENEWAL_WINDOW_DAYS = env.int("SPCONNECT_RENEWAL_WINDOW_DAYS", default=30)
+SPCONNECT_ACCESS_TOKEN_MARGIN_SECONDS = env.int("SPCONNECT_ACCESS_TOKEN_MARGIN_SECONDS", default=300)
+SPCONNECT_REFRESH_WINDOW_SECONDS = env.int("SPCONNECT_REFRESH_WINDOW_SECONDS", default=900)
+SPCONNECT_FAILING_THRESHOLD = env.int("SPCONNECT_FAILING_THRESHOLD", default=3)
+
+# --- Background tasks (django-q2) ------------------------------------------------------------
+# ORM broker by default (redelivers a task after `retry` seconds); Redis when REDIS_URL is set.
+# `retry` must exceed `timeout`, or a slow task is delivered twice while it still runs.
+Q_CLUSTER = {
+    "name": "spconnect",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": 60,
+    "retry": 120,
+    "max_attempts": 5,
+    "attempt_count": 5,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "catch_up": False,
+    "label": "Background tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Logging ---------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "spconnect.logging.RedactSecretsFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # urllib3 logs full request lines at DEBUG; our URLs carry no secrets, but keep it quiet.
+        "urllib3": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+    },
+}

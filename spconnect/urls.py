@@ -1,0 +1,14 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from authflow.views import home
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("admin/", admin.site.urls),
+    path("", include("authflow.urls")),
+]
+
+if settings.SPAPI_SANDBOX:
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))
