@@ -1,6 +1,17 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_schedules(sender, **kwargs):
+    from .schedules import schedules_ensure
+
+    schedules_ensure()
 
 
 class SellersConfig(AppConfig):
     name = "sellers"
     verbose_name = "Sellers"
+
+    def ready(self):
+        # After `migrate` the background schedules exist, without a separate step.
+        post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="sellers_ensure_schedules")

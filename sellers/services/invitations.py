@@ -7,7 +7,9 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from sellers.models import Event, Invitation, Region, Seller, Tenant
@@ -87,3 +89,42 @@ def invitation_resolve(token: str) -> Invitation | None:
         .filter(token_hash=token_hash(token))
         .first()
     )
+
+
+def reauthorization_link_send(
+    *, seller: Seller, actor: str = "system", resend: bool = False, missing: list[str] | None = None
+) -> tuple[Invitation, bool]:
+    """Email the seller its current link (creating one if needed). Returns (link, emailed).
+
+    Idempotent: a link already emailed is not emailed again unless `resend`.
+    """
+    if not seller.email:
+        invitation, _ = reauthorization_link_get_or_create(seller=seller, actor=actor)
+        return invitation, False
+    invitation, _ = reauthorization_link_get_or_create(seller=seller, actor=actor)
+    if invitation.last_emailed_at is not None and not resend:
+        return invitation, False
+    tenant = seller.tenant
+    body = render_to_string(
+        "email/reauthorization_link.txt",
+        {
+            "seller": seller,
+            "tenant": tenant,
+            "url": invitation.url,
+            "expires_at": invitation.expires_at,
+            "reauthorize": invitation.purpose == Invitation.Purpose.REAUTHORIZATION,
+            "missing": missing or [],
+        },
+    )
+    verb = "Re-authorize" if invitation.purpose == Invitation.Purpose.REAUTHORIZATION else "Connect"
+    send_mail(f"{verb} {tenant.name}'s access to your Amazon account", body, None, [seller.email])
+    now = timezone.now()
+    Invitation.objects.filter(pk=invitation.pk).update(last_emailed_at=now)
+    invitation.last_emailed_at = now
+    event_record(
+        seller=seller,
+        kind=Event.Kind.REAUTH_LINK_EMAILED,
+        detail=f"Link emailed to {seller.email}.",
+        actor=actor,
+    )
+    return invitation, True
