@@ -15,7 +15,14 @@ class ScheduleSpec:
     description: str = ""
 
 
-SCHEDULES: list[ScheduleSpec] = []
+SCHEDULES: list[ScheduleSpec] = [
+    ScheduleSpec(
+        name="refresh-due-tokens",
+        func="sellers.tasks.grants_refresh_due",
+        minutes=5,
+        description="Enqueue a refresh for each grant whose access token expires within the refresh window.",
+    ),
+]
 
 
 def schedules_ensure() -> list[str]:

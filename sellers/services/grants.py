@@ -14,6 +14,7 @@ from sellers.models import Event, Grant, Seller, Tenant
 from sellers.scopes import CATALOG
 
 from .events import event_record
+from .notifications import notify_staff
 from .status import missing_required_scopes, required_scopes_for, seller_status_sync
 
 
@@ -107,7 +108,7 @@ def grant_store_authorization(
         kind, detail = Event.Kind.GRANTED, "Authorized with all required scopes."
     if not confirmed:
         detail += " Scopes assumed from the app's registration (Amazon did not return them)."
-    event_record(
+    event = event_record(
         seller=seller,
         kind=kind,
         detail=detail,
@@ -120,6 +121,13 @@ def grant_store_authorization(
         },
         actor=actor,
     )
+    if missing_required:
+        notify_staff(
+            tenant=tenant,
+            subject=f"{seller.name} granted only part of the required permissions",
+            body=f"{seller.name} authorized the app without: {', '.join(missing_required)}. Calls needing them will be refused.",
+            event=event,
+        )
     return AuthorizationOutcome(
         seller=seller,
         grant=grant,
@@ -141,6 +149,15 @@ def grant_mark_revoked(*, seller: Seller, reason: str, actor: str, kind: str = E
     )
     if not updated:
         return False
-    event_record(seller=seller, kind=kind, detail=reason, actor=actor)
+    event = event_record(seller=seller, kind=kind, detail=reason, actor=actor)
     seller_status_sync(seller=seller, record=False)
+    notify_staff(
+        tenant=seller.tenant,
+        subject=f"{seller.name} is revoked",
+        body=(
+            f"{seller.name}'s authorization is revoked ({reason}). spconnect will not refresh it again. "
+            "Send the seller a re-authorization link from the admin to reconnect."
+        ),
+        event=event,
+    )
     return True

@@ -8,6 +8,7 @@ from sellers import amazon
 from sellers.models import Event, Tenant
 
 from .events import event_record
+from .notifications import notify_staff
 
 
 def tenant_credentials_failed(*, tenant: Tenant, error: amazon.LwaError) -> bool:
@@ -22,11 +23,20 @@ def tenant_credentials_failed(*, tenant: Tenant, error: amazon.LwaError) -> bool
     )
     if newly:
         tenant.credentials_failing_since, tenant.credentials_error = now, message
-        event_record(
+        event = event_record(
             tenant=tenant,
             kind=Event.Kind.CREDENTIALS_INVALID,
             detail=f"LWA rejected the app's client credentials ({message}). Check the client secret.",
             actor="amazon",
+        )
+        notify_staff(
+            tenant=tenant,
+            subject="LWA rejected the app's client credentials",
+            body=(
+                f"Login with Amazon refused {tenant.name}'s client id/secret ({message}). No seller is affected, "
+                "but no access token can be refreshed until the client secret in the tenant settings is fixed."
+            ),
+            event=event,
         )
     return bool(newly)
 

@@ -1,0 +1,196 @@
+"""Scope-gated SP-API calls on a seller's behalf.
+
+`spapi_request` refuses, before any network call, a path whose scope (from the catalog) the
+seller's grant does not hold; sends the access token to the seller's regional host; on 401/403
+`Unauthorized` refreshes once (single flight) and retries; turns `invalid_grant` into
+`ReauthorizationRequired` with a link; and when Amazon still refuses after a fresh token, records
+that this scope is refused for this seller. 429s are retried a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Mapping
+
+from django.db import transaction
+
+from sellers import amazon
+from sellers.amazon import SpapiResponse
+from sellers.models import Event, Grant, Seller
+from sellers.scopes import CATALOG, scope_for_path
+
+from .events import event_record
+from .invitations import reauthorization_link_get_or_create
+from .notifications import notify_staff
+from .status import seller_status_sync
+from .tokens import (
+    AppCredentialsRejected,
+    ReauthorizationRequired,
+    RefreshOutcome,
+    TokenError,
+    TokenUnavailable,
+    grant_access_token,
+    grant_refresh,
+)
+
+__all__ = [
+    "AppCredentialsRejected",
+    "ReauthorizationRequired",
+    "ScopeNotGranted",
+    "SpapiError",
+    "TokenUnavailable",
+    "grant_scope_refused",
+    "spapi_request",
+]
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# An SP-API path: absolute, no scheme/host, no dot segments, no query (use params), no spaces.
+_PATH_RE = re.compile(r"^/[A-Za-z0-9_\-./~%:,;@!$&'()*+=]*$")
+MAX_THROTTLE_RETRIES = 3
+MAX_THROTTLE_WAIT_SECONDS = 10.0
+# Columns a call needs; the encrypted tokens stay unread when the in-process cache has the token.
+_GRANT_FIELDS = ("id", "seller_id", "status", "version", "access_token_expires_at", "granted_scopes", "refused_scopes")
+
+
+class SpapiError(Exception):
+    """SP-API refused or failed the call. Never carries a token."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, response: SpapiResponse | None = None):
+        self.status_code = status_code
+        self.response = response
+        super().__init__(message)
+
+
+class ScopeNotGranted(SpapiError):
+    """The seller's grant lacks the scope this path needs (or Amazon refused it at call time)."""
+
+    def __init__(self, *, seller: Seller, scope: str, path: str, refused_by_amazon: bool = False):
+        self.seller, self.scope, self.path, self.refused_by_amazon = seller, scope, path, refused_by_amazon
+        label = CATALOG[scope].label if scope in CATALOG else scope
+        if refused_by_amazon:
+            message = (
+                f"Amazon refused {scope} ({label}) for {seller.name} although the grant lists it; "
+                f"recorded as refused. {path} needs it: ask the seller to re-authorize with that permission."
+            )
+        else:
+            message = f"{seller.name} has not granted {scope} ({label}), which {path} needs. No request was sent."
+        super().__init__(message, status_code=403 if refused_by_amazon else None)
+
+
+def _validate(method: str, path: str) -> str:
+    method = (method or "").upper()
+    if method not in METHODS:
+        raise SpapiError(f"Unsupported HTTP method {method or '(empty)'!r}; use one of {', '.join(METHODS)}.")
+    if not path or not _PATH_RE.match(path) or "//" in path or "/../" in path + "/" or "/./" in path + "/":
+        raise SpapiError(f"Invalid SP-API path {path[:100]!r}: it must start with / and carry no host, query or dot segments.")
+    return method
+
+
+def _is_unauthorized(response: SpapiResponse) -> bool:
+    return response.status_code in (401, 403) and (
+        response.status_code == 401 or "Unauthorized" in response.error_codes or not response.error_codes
+    )
+
+
+def _send_throttled(*, region: str, method: str, path: str, token: str, params, json) -> SpapiResponse:
+    waited = 0.0
+    for attempt in range(MAX_THROTTLE_RETRIES + 1):
+        try:
+            response = amazon.spapi_send(region=region, method=method, path=path, access_token=token, params=params, json=json)
+        except amazon.SpapiTransportError as exc:
+            raise SpapiError(str(exc)) from None
+        if response.status_code != 429 or attempt == MAX_THROTTLE_RETRIES:
+            return response
+        delay = response.retry_after
+        delay = min(2.0, 0.5 * 2**attempt) if delay is None else delay
+        if waited + delay > MAX_THROTTLE_WAIT_SECONDS:
+            return response
+        time.sleep(delay)
+        waited += delay
+    return response  # pragma: no cover - the loop always returns
+
+
+def grant_scope_refused(*, grant: Grant, scope: str, detail: str = "") -> bool:
+    """Record that Amazon refused `scope` for this grant at call time. True when newly recorded."""
+    seller = grant.seller
+    with transaction.atomic():
+        locked = Grant.objects.select_for_update().only("id", "refused_scopes", "granted_scopes", "status", "authorized_at", "failing_since").get(pk=grant.pk)
+        refused = list(locked.refused_scopes or [])
+        if scope in refused:
+            return False
+        refused.append(scope)
+        Grant.objects.filter(pk=grant.pk).update(refused_scopes=refused)
+        grant.refused_scopes = refused
+        locked.refused_scopes = refused
+        old = seller.status
+        new = seller_status_sync(seller=seller, grant=locked, record=False)
+        event = event_record(
+            seller=seller,
+            kind=Event.Kind.SCOPE_REFUSED,
+            detail=f"Amazon refused {scope} with a fresh token" + (f": {detail}" if detail else "."),
+            data={"scope": scope, "from": old, "to": new},
+            actor="amazon",
+        )
+        notify_staff(
+            tenant=seller.tenant,
+            subject=f"Amazon refused {CATALOG[scope].label if scope in CATALOG else scope} for {seller.name}",
+            body=(
+                f"Calls needing {scope} are refused by Amazon for {seller.name} although the seller's grant lists it. "
+                f"It no longer counts as granted (status: {new}). Ask the seller to re-authorize with this permission."
+            ),
+            event=event,
+        )
+    return True
+
+
+def spapi_request(
+    *, seller: Seller, method: str, path: str, params: Mapping[str, Any] | None = None, json: Any = None
+) -> SpapiResponse:
+    """Call SP-API for the seller. Returns the response for any status but 401/403/429-exhausted.
+
+    Raises ScopeNotGranted (before any network call, or after Amazon refused a fresh token),
+    ReauthorizationRequired (`.link`), AppCredentialsRejected, TokenUnavailable, SpapiError.
+    """
+    method = _validate(method, path)
+    needed = scope_for_path(path)
+    grant = Grant.objects.filter(seller=seller).only(*_GRANT_FIELDS).first()
+    if grant is None:
+        link, _ = reauthorization_link_get_or_create(seller=seller, actor="system")
+        raise ReauthorizationRequired(seller=seller, link=link, reason="the seller has not authorized the app yet.")
+    grant.seller = seller
+    if grant.status == Grant.Status.ACTIVE and needed is not None and needed not in grant.effective_scopes:
+        raise ScopeNotGranted(seller=seller, scope=needed, path=path)
+
+    token = grant_access_token(grant=grant)
+    response = _send_throttled(region=seller.region, method=method, path=path, token=token, params=params, json=json)
+    if not _is_unauthorized(response):
+        return response
+
+    # The token was refused: it may have expired early or been revoked. One refresh decides.
+    result = grant_refresh(grant=grant, actor="system", stale_token=token)
+    if result.outcome == RefreshOutcome.REVOKED:
+        link, _ = reauthorization_link_get_or_create(seller=seller, actor="system")
+        raise ReauthorizationRequired(seller=seller, link=link, reason=result.detail)
+    if result.outcome == RefreshOutcome.CREDENTIALS_FAILED:
+        raise AppCredentialsRejected(f"LWA rejected the app credentials of {seller.tenant.name} ({result.detail}).")
+    fresh = result.grant
+    if fresh is None or not fresh.access_token or fresh.access_token == token:
+        raise TokenUnavailable(f"Amazon refused the access token and no new one could be obtained: {result.detail}")
+    response = _send_throttled(
+        region=seller.region, method=method, path=path, token=fresh.access_token, params=params, json=json
+    )
+    if not _is_unauthorized(response):
+        return response
+    if needed is not None:
+        details = ""
+        if isinstance(response.body, dict) and isinstance(response.body.get("errors"), list) and response.body["errors"]:
+            first = response.body["errors"][0]
+            details = str(first.get("details") or first.get("message") or "")[:200] if isinstance(first, dict) else ""
+        grant_scope_refused(grant=fresh, scope=needed, detail=details)
+        raise ScopeNotGranted(seller=seller, scope=needed, path=path, refused_by_amazon=True)
+    raise SpapiError(f"Amazon refused {method} {path} for {seller.name} with a fresh token.", status_code=response.status_code, response=response)
+
+
+# Callers catch one family for "could not call SP-API for this seller".
+SPAPI_CALL_ERRORS = (SpapiError, TokenError)

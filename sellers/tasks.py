@@ -1,0 +1,43 @@
+"""django-q2 tasks: each takes ids, loads, calls a service. All are safe to run twice."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.db import transaction
+
+from sellers.models import Grant
+from sellers.services.notifications import webhook_deliver as _webhook_deliver
+from sellers.services.tokens import grant_refresh, grants_due
+
+REFRESH_GROUP = "token-refresh"
+
+
+def grants_refresh_due() -> str:
+    """Every 5 minutes: enqueue one refresh task per grant whose token expires within the window."""
+    from django_q.tasks import async_task
+
+    ids = list(grants_due().values_list("pk", flat=True))
+    for grant_id in ids:
+        transaction.on_commit(
+            partial(async_task, "sellers.tasks.grant_refresh_task", grant_id, group=REFRESH_GROUP, task_name=f"refresh-grant-{grant_id}")
+        )
+    return f"enqueued {len(ids)} refresh task(s)"
+
+
+def grant_refresh_task(grant_id: int) -> str:
+    """Refresh one grant if it still needs it; a second run for a fresh token is a no-op.
+
+    Failures are handled by the service (backoff, counters, events), so the task succeeds and
+    django-q2 does not retry on top of the backoff.
+    """
+    grant = Grant.objects.filter(pk=grant_id).only("id").first()
+    if grant is None:
+        return "skipped: the grant no longer exists"
+    result = grant_refresh(grant=grant, actor="system")
+    return f"{result.outcome}: {result.detail}"
+
+
+def webhook_deliver(tenant_id: int, body: str, attempt: int = 1) -> str:
+    """Deliver one signed webhook; failures schedule the next attempt and raise (recorded by django-q2)."""
+    return _webhook_deliver(tenant_id=tenant_id, body=body, attempt=attempt)
