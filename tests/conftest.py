@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +30,12 @@ ORDERS = "sellingpartnerapi::orders"
 INVENTORY = "sellingpartnerapi::inventory"
 REPORTS = "sellingpartnerapi::reports"
 FINANCE = "sellingpartnerapi::finance"
+
+# Cross-process tests (row locks) need a real server database; mark them `postgres` too.
+requires_postgres = pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")),
+    reason="needs PostgreSQL (row locks held across processes); run with DATABASE_URL=postgres://…",
+)
 
 
 @dataclass
