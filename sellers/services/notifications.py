@@ -68,8 +68,8 @@ def webhook_payload(*, tenant: Tenant, subject: str, body: str, event: Event | N
             "selling_partner_id": seller.selling_partner_id,
             "status": seller.status,
         },
-        "subject": subject,
-        "message": body,
+        "subject": redact(subject),
+        "message": redact(body),
         "event": None
         if event is None
         else {"kind": event.kind, "detail": redact(event.detail), "data": event.data, "actor": event.actor},

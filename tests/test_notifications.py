@@ -1,0 +1,99 @@
+"""Staff notifications: who gets the email, and the signed webhook (never carrying a token)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+
+import pytest
+import requests
+from django.core import mail
+from django.utils import timezone
+from django_q.models import Schedule
+
+from sellers.models import Event, TenantMembership
+from sellers.services.events import event_record
+from sellers.services.notifications import WebhookDeliveryFailed, notify_staff, webhook_deliver
+
+from .conftest import make_seller
+from .test_tokens import connected, staff
+
+pytestmark = pytest.mark.django_db
+
+HOOK = "http://127.0.0.1:9/hooks/spconnect"
+
+
+def test_email_goes_to_owners_and_managers_of_the_tenant_only(tenant, other_tenant, make_user, django_capture_on_commit_callbacks):
+    staff(make_user, tenant, "owner")
+    staff(make_user, tenant, "manager", role=TenantMembership.Role.MANAGER)
+    staff(make_user, tenant, "viewer", role=TenantMembership.Role.VIEWER)
+    staff(make_user, other_tenant, "stranger")
+    make_user("noemail", tenant=tenant)  # an owner without an address is skipped
+    seller = make_seller(tenant, "Shop", spid="A1SHOP")
+    event = event_record(seller=seller, kind=Event.Kind.REVOKED, detail="LWA said invalid_grant.")
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_staff(tenant=tenant, subject="Shop is revoked", body="Shop revoked access.", event=event)
+    assert sorted(m.to[0] for m in mail.outbox) == ["manager@agency.example", "owner@agency.example"]
+    message = mail.outbox[0]
+    assert message.subject == f"[spconnect] {tenant.name}: Shop is revoked"
+    assert "Shop revoked access." in message.body and "A1SHOP" in message.body and "Revoked at" in message.body
+
+
+def test_nothing_leaves_before_the_transaction_commits(tenant, make_user, django_capture_on_commit_callbacks):
+    staff(make_user, tenant, "owner")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        notify_staff(tenant=tenant, subject="s", body="b")
+    assert mail.outbox == [] and len(callbacks) == 1
+
+
+def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
+    tenant, monkeypatch, django_capture_on_commit_callbacks
+):
+    tenant.webhook_url, tenant.webhook_secret = HOOK, "whsec-test-0123456789"
+    tenant.save()
+    seller, grant = connected(tenant, spid="A1HOOKED")
+    posted = []
+
+    def fake_post(*, url, body, headers):
+        posted.append({"url": url, "body": body, "headers": dict(headers)})
+        return 200
+
+    monkeypatch.setattr("sellers.amazon.webhook_post", fake_post)
+    # Services never put tokens in history or messages; if one ever did, it is scrubbed on the way out.
+    event = event_record(seller=seller, kind=Event.Kind.REVOKED, detail=f"leaked {grant.refresh_token}", data={"from": "active"})
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_staff(tenant=tenant, subject="Shop is revoked", body=f"oops {grant.access_token}", event=event)
+    [sent] = posted
+    assert sent["url"] == HOOK
+    signed = f"{sent['headers']['X-Spconnect-Timestamp']}.".encode() + sent["body"]
+    expected = hmac.new(b"whsec-test-0123456789", signed, hashlib.sha256).hexdigest()
+    assert sent["headers"]["X-Spconnect-Signature"] == f"sha256={expected}"
+    payload = json.loads(sent["body"])
+    assert payload["type"] == "revoked" and payload["seller"]["selling_partner_id"] == "A1HOOKED"
+    assert payload["tenant"] == {"slug": "acme", "name": tenant.name} and payload["event"]["data"] == {"from": "active"}
+    assert "Atz" not in sent["body"].decode() and "[redacted]" in sent["body"].decode()
+
+
+def test_failed_webhook_is_retried_through_django_q_then_given_up(tenant, amazon_calls):
+    tenant.webhook_url, tenant.webhook_secret = HOOK, "whsec-test-0123456789"
+    tenant.save()
+    amazon_calls.script(url_contains="/hooks/", status=500)
+    with pytest.raises(WebhookDeliveryFailed, match="attempt 2"):
+        webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}')
+    retry = Schedule.objects.get(func="sellers.tasks.webhook_deliver")
+    assert retry.schedule_type == Schedule.ONCE and retry.args.endswith(", 2)")  # (tenant, body, attempt 2)
+    assert retry.next_run > timezone.now() + timedelta(seconds=50)
+    amazon_calls.script(url_contains="/hooks/", exc=requests.ConnectionError("refused"))
+    with pytest.raises(WebhookDeliveryFailed, match="gave up"):
+        webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}', attempt=5)
+    assert Schedule.objects.filter(func="sellers.tasks.webhook_deliver").count() == 1
+
+
+def test_webhook_without_a_secret_is_not_sent(tenant, amazon_calls, django_capture_on_commit_callbacks):
+    tenant.webhook_url = HOOK
+    tenant.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_staff(tenant=tenant, subject="s", body="b")
+    assert amazon_calls.calls == []
