@@ -230,7 +230,10 @@ class EventInline(admin.TabularInline):
         return Newest
 
     def has_view_permission(self, request, obj=None):
-        return obj is not None and tenant_access(request.user).can(obj.tenant_id, Role.VIEWER)
+        # Called with the parent seller, or without one by get_queryset (rows are then limited
+        # to the parent, which the seller admin has already scoped).
+        access = tenant_access(request.user)
+        return access.can(obj.tenant_id, Role.VIEWER) if obj is not None else access.can_anywhere(Role.VIEWER)
 
     def has_add_permission(self, request, obj=None):
         return False
