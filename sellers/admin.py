@@ -21,7 +21,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, Q
+from django.db import models
+from django.db.models import Exists, OuterRef
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -800,6 +801,12 @@ class MembershipInline(ScopeRequirementInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+def _https_url_fields(db_field, **kwargs):
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class TenantForm(forms.ModelForm):
     """Secrets are write-only: a field to set a new value, never prefilled, never displayed."""
 
@@ -828,6 +835,7 @@ class TenantForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
+        formfield_callback = _https_url_fields
         exclude = TENANT_SECRET_FIELDS + ("previous_client_secret_expires_at", "credentials_failing_since", "credentials_error")
 
     def clean_registered_scopes(self):
@@ -837,6 +845,7 @@ class TenantForm(forms.ModelForm):
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     form = TenantForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     tenant_field = "pk"
     view_role = add_role = change_role = Role.OWNER
     add_role = None
