@@ -120,7 +120,8 @@ class TenantFilter(admin.SimpleListFilter):
         return list(tenant_access(request.user).tenants().values_list("id", "name"))
 
     def queryset(self, request, queryset):
-        value = self.value()
+        # A string from the query string, or the lookup's own id when counting facets.
+        value = str(self.value() or "")
         if not value:
             return queryset
         if not value.isdigit():
@@ -281,7 +282,7 @@ class SellerAdmin(TenantScopedAdmin):
     ]
     inlines = [EventInline]
     readonly_on_change = (
-        "tenant",
+        "tenant_name",
         "region",
         "selling_partner_id",
         "status_col",
@@ -328,7 +329,7 @@ class SellerAdmin(TenantScopedAdmin):
             return [(None, {"fields": ("tenant", "name", "email", "region"),
                             "description": "Creates a pending seller and its onboarding link."})]
         return [
-            ("Profile", {"fields": ("name", "email", "tenant", "region", "selling_partner_id", "status_col", "created_at")}),
+            ("Profile", {"fields": ("name", "email", "tenant_name", "region", "selling_partner_id", "status_col", "created_at")}),
             ("Current grant", {"fields": ("grant_summary",)}),
             ("Re-authorization link", {"fields": ("reauthorization_link",)}),
         ]
@@ -691,7 +692,7 @@ class EventAdmin(TenantScopedAdmin):
     search_fields = ("seller__name", "seller__selling_partner_id")
     list_per_page = 100
     show_full_result_count = False
-    fields = ("created_at", "tenant", "seller", "kind", "detail", "data", "actor")
+    fields = ("created_at", "tenant_name", "seller_link", "kind", "detail", "data", "actor")
     readonly_fields = fields
     add_role = change_role = delete_role = None
 
