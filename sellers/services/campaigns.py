@@ -1,0 +1,370 @@
+"""Re-authorization campaigns: pick the sellers who must consent again, give each a link, email it.
+
+`reauth_selection_build` validates the filters (statuses, scopes, spids) and `reauth_run` walks
+the matching sellers in keyset-paginated chunks, so memory stays flat and the query count grows
+with the number of chunks, not sellers. Per chunk it reads the sellers, their grants (without
+the token columns) and their open links, bulk-creates the missing links with their history
+events, and emails over one mail connection.
+
+Idempotent: an open link is reused and a link already emailed is not emailed again unless
+`resend`; a second run within the links' lifetime creates and sends nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterable, Iterator
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from sellers.models import Event, Grant, Invitation, Seller, Tenant
+from sellers.scopes import CATALOG
+
+from .exports import required_scopes_by_tenant
+from .invitations import token_hash
+from .status import missing_required_scopes
+
+logger = logging.getLogger(__name__)
+
+# Without any filter a campaign targets the sellers that cannot be served as they are, plus
+# those whose yearly renewal falls within SPCONNECT_RENEWAL_WINDOW_DAYS. `failing` is left out:
+# it is a transient LWA problem that a new consent does not fix.
+DEFAULT_STATUSES = (Seller.Status.REVOKED, Seller.Status.PARTIAL, Seller.Status.EXPIRED)
+
+# Grant columns a campaign needs; tokens are never read (no decryption, nothing to leak).
+GRANT_FIELDS = ("id", "seller_id", "status", "authorized_at", "granted_scopes", "refused_scopes")
+SELLER_FIELDS = ("id", "tenant_id", "name", "email", "region", "selling_partner_id", "status")
+
+
+class SelectionError(ValueError):
+    """A filter names a status, scope or seller that does not exist; the message says which."""
+
+
+@dataclass(frozen=True)
+class ReauthSelection:
+    """Which of a tenant's sellers a campaign targets. Filters combine with AND."""
+
+    tenant: Tenant
+    statuses: tuple[str, ...] = ()
+    missing_scopes: tuple[str, ...] = ()
+    renewal_due_within_days: int | None = None
+    selling_partner_ids: tuple[str, ...] = ()
+
+    @property
+    def is_default(self) -> bool:
+        return not (self.statuses or self.missing_scopes or self.selling_partner_ids) and self.renewal_due_within_days is None
+
+
+def reauth_selection_build(
+    *,
+    tenant: Tenant,
+    statuses: Iterable[str] = (),
+    missing_scopes: Iterable[str] = (),
+    renewal_due_within_days: int | None = None,
+    selling_partner_ids: Iterable[str] = (),
+) -> ReauthSelection:
+    """Validate the filters; raises SelectionError naming what is unknown and what is allowed."""
+    statuses = tuple(dict.fromkeys(s.strip().lower() for s in statuses if s.strip()))
+    unknown = [s for s in statuses if s not in Seller.Status.values]
+    if unknown:
+        raise SelectionError(f"Unknown status {', '.join(unknown)}; use one of {', '.join(Seller.Status.values)}.")
+    scopes = []
+    for raw in missing_scopes:
+        name = raw.strip()
+        # Accept the short form (`orders`) as well as the catalog name.
+        full = name if name in CATALOG else f"sellingpartnerapi::{name}"
+        if full not in CATALOG:
+            raise SelectionError(f"Unknown scope {name!r}; use one of {', '.join(CATALOG)}.")
+        scopes.append(full)
+    if renewal_due_within_days is not None and not 0 <= renewal_due_within_days <= settings.SPCONNECT_RENEWAL_DAYS:
+        raise SelectionError(f"--renewal-due-within must be between 0 and {settings.SPCONNECT_RENEWAL_DAYS} days.")
+    spids = tuple(dict.fromkeys(s.strip() for s in selling_partner_ids if s.strip()))
+    if spids:
+        known = set(
+            Seller.objects.filter(tenant=tenant, selling_partner_id__in=spids).values_list("selling_partner_id", flat=True)
+        )
+        missing = [s for s in spids if s not in known]
+        if missing:
+            raise SelectionError(f"No seller of {tenant.slug} has selling_partner_id {', '.join(missing)}.")
+    return ReauthSelection(
+        tenant=tenant,
+        statuses=statuses,
+        missing_scopes=tuple(s for s in CATALOG if s in set(scopes)),
+        renewal_due_within_days=renewal_due_within_days,
+        selling_partner_ids=spids,
+    )
+
+
+def _renewal_due_q(days: int, now: datetime) -> Q:
+    # Due within `days`, or already overdue (an expired authorization needs renewing most).
+    cutoff = now - timedelta(days=settings.SPCONNECT_RENEWAL_DAYS - days)
+    return Q(grant__status=Grant.Status.ACTIVE, grant__authorized_at__lte=cutoff)
+
+
+def reauth_candidates(*, selection: ReauthSelection, now: datetime | None = None) -> QuerySet[Seller]:
+    """Sellers matching every SQL-expressible filter. The missing-scope filter needs the grant's
+    JSON scope lists and is applied per chunk by `reauth_run` (JSON containment is not portable
+    to SQLite)."""
+    now = now or timezone.now()
+    qs = Seller.objects.filter(tenant=selection.tenant)
+    if selection.is_default:
+        return qs.filter(
+            Q(status__in=DEFAULT_STATUSES) | _renewal_due_q(settings.SPCONNECT_RENEWAL_WINDOW_DAYS, now)
+        )
+    if selection.statuses:
+        qs = qs.filter(status__in=selection.statuses)
+    if selection.renewal_due_within_days is not None:
+        qs = qs.filter(_renewal_due_q(selection.renewal_due_within_days, now))
+    if selection.selling_partner_ids:
+        qs = qs.filter(selling_partner_id__in=selection.selling_partner_ids)
+    if selection.missing_scopes:
+        qs = qs.filter(grant__isnull=False)  # a seller never connected has no scope to lack
+    return qs
+
+
+@dataclass
+class ReauthRow:
+    """One seller's line in a campaign: what it lacks, its link, what happened."""
+
+    seller_id: int
+    name: str
+    selling_partner_id: str
+    status: str
+    missing_scopes: list[str]
+    link: str  # the URL, or "(new link)" in a dry run
+    link_created: bool = False
+    emailed: bool = False
+    would_email: bool = False  # dry run: an email would be sent
+    note: str = ""  # why no email went out (no address, already emailed, failed)
+
+
+@dataclass
+class ReauthSummary:
+    matched: int = 0
+    links_created: int = 0
+    links_reused: int = 0
+    emailed: int = 0
+    would_email: int = 0
+    not_emailed: dict[str, int] = field(default_factory=dict)
+
+    def add(self, row: ReauthRow) -> None:
+        self.matched += 1
+        if row.link_created:
+            self.links_created += 1
+        else:
+            self.links_reused += 1
+        self.emailed += row.emailed
+        self.would_email += row.would_email
+        if row.note:
+            self.not_emailed[row.note] = self.not_emailed.get(row.note, 0) + 1
+
+
+def _missing(*, grant: Grant | None, required: list[str], selection: ReauthSelection) -> tuple[list[str], bool]:
+    """(missing required scopes, matches the missing-scope filter)."""
+    missing = missing_required_scopes(grant=grant, required=required)
+    if not selection.missing_scopes:
+        return missing, True
+    have = set(grant.effective_scopes) if grant is not None else set()
+    return missing, any(s not in have for s in selection.missing_scopes)
+
+
+def _build_links(sellers: list[Seller], *, has_grant: set[int], actor: str, now: datetime) -> dict[int, Invitation]:
+    """Create one link per seller with its REAUTH_LINK_CREATED event, two INSERTs per chunk."""
+    expires_at = now + timedelta(days=settings.SPCONNECT_INVITATION_TTL_DAYS)
+    invitations = []
+    for seller in sellers:
+        token = secrets.token_urlsafe(32)
+        invitations.append(
+            Invitation(
+                tenant_id=seller.tenant_id,
+                seller_id=seller.id,
+                # As reauthorization_link_get_or_create: a seller never connected gets onboarding.
+                purpose=Invitation.Purpose.REAUTHORIZATION if seller.id in has_grant else Invitation.Purpose.ONBOARDING,
+                token=token,
+                token_hash=token_hash(token),
+                expires_at=expires_at,
+                created_by=actor[:150],
+            )
+        )
+    events = [
+        Event(
+            tenant_id=seller.tenant_id,
+            seller_id=seller.id,
+            kind=Event.Kind.REAUTH_LINK_CREATED,
+            detail=f"Link valid until {expires_at:%Y-%m-%d}.",
+            data={"campaign": True},
+            actor=actor[:150],
+            created_at=now,
+        )
+        for seller in sellers
+    ]
+    with transaction.atomic():
+        Invitation.objects.bulk_create(invitations)
+        Event.objects.bulk_create(events)
+    return {inv.seller_id: inv for inv in invitations}
+
+
+def _email_message(*, seller: Seller, tenant: Tenant, invitation: Invitation, missing: list[str]) -> EmailMessage:
+    # The same template and subject as reauthorization_link_send, which sends one at a time.
+    body = render_to_string(
+        "email/reauthorization_link.txt",
+        {
+            "seller": seller,
+            "tenant": tenant,
+            "url": invitation.url,
+            "expires_at": invitation.expires_at,
+            "reauthorize": invitation.purpose == Invitation.Purpose.REAUTHORIZATION,
+            "missing": missing,
+        },
+    )
+    verb = "Re-authorize" if invitation.purpose == Invitation.Purpose.REAUTHORIZATION else "Connect"
+    return EmailMessage(f"{verb} {tenant.name}'s access to your Amazon account", body, None, [seller.email])
+
+
+def _send_emails(
+    todo: list[tuple[Seller, Invitation, list[str]]], *, tenant: Tenant, resend: bool, actor: str
+) -> dict[int, str]:
+    """Claim, send and record each email; returns {seller id: note} for those not sent."""
+    notes: dict[int, str] = {}
+    now = timezone.now()
+    claimed: list[tuple[Seller, Invitation, list[str], datetime | None]] = []
+    # Claim with a conditional UPDATE per link, so two campaigns running at once never email the
+    # same seller twice. One transaction per chunk: SQLite commits (fsync) once, not per row.
+    with transaction.atomic():
+        for seller, invitation, missing in todo:
+            previous = invitation.last_emailed_at
+            guard = Q(last_emailed_at=previous) if previous is not None else Q(last_emailed_at__isnull=True)
+            if Invitation.objects.filter(guard, pk=invitation.pk).update(last_emailed_at=now):
+                claimed.append((seller, invitation, missing, previous))
+            else:
+                notes[seller.id] = "emailed meanwhile by another run"
+    if not claimed:
+        return notes
+    sent: list[tuple[Seller, Invitation]] = []
+    # One connection for the chunk: an SMTP handshake per seller would dominate a large campaign.
+    connection = get_connection()
+    try:
+        connection.open()
+        for seller, invitation, missing, previous in claimed:
+            try:
+                connection.send_messages([_email_message(seller=seller, tenant=tenant, invitation=invitation, missing=missing)])
+            except (OSError, ValueError) as exc:  # smtplib errors are OSErrors
+                logger.warning("Re-authorization email to seller %s failed: %s", seller.pk, type(exc).__name__)
+                # Give the claim back so the next run tries again.
+                restore = Q(last_emailed_at=now)
+                Invitation.objects.filter(restore, pk=invitation.pk).update(last_emailed_at=previous)
+                notes[seller.id] = "email failed"
+                continue
+            invitation.last_emailed_at = now
+            sent.append((seller, invitation))
+    finally:
+        connection.close()
+    Event.objects.bulk_create(
+        [
+            Event(
+                tenant_id=seller.tenant_id,
+                seller_id=seller.id,
+                kind=Event.Kind.REAUTH_LINK_EMAILED,
+                detail=f"Link emailed to {seller.email}." + (" (resent)" if resend else ""),
+                data={"campaign": True},
+                actor=actor[:150],
+                created_at=now,
+            )
+            for seller, _ in sent
+        ]
+    )
+    return notes
+
+
+def reauth_run(
+    *,
+    selection: ReauthSelection,
+    send_email: bool = False,
+    resend: bool = False,
+    dry_run: bool = False,
+    actor: str = "system",
+    chunk_size: int = 500,
+    on_scanned=None,
+) -> Iterator[ReauthRow]:
+    """Yield one ReauthRow per matching seller, creating and emailing links as it goes.
+
+    `dry_run` reads only: no link is created, nothing is emailed or recorded; rows show the link
+    that would be reused (or "(new link)") and whether an email would go out. `on_scanned(n)` is
+    called after each chunk with the number of candidates looked at (for a progress bar).
+    """
+    tenant = selection.tenant
+    now = timezone.now()
+    required = required_scopes_by_tenant([tenant.pk]).get(tenant.pk, [])
+    candidates = reauth_candidates(selection=selection, now=now).only(*SELLER_FIELDS).order_by("id")
+    last_id = 0
+    while True:
+        # Keyset pagination on the primary key: each chunk is one indexed range read.
+        chunk = list(candidates.filter(id__gt=last_id)[:chunk_size])
+        if not chunk:
+            return
+        last_id = chunk[-1].id
+        ids = [s.id for s in chunk]
+        grants = {g.seller_id: g for g in Grant.objects.filter(seller_id__in=ids).only(*GRANT_FIELDS)}
+        matched: list[tuple[Seller, list[str]]] = []
+        for seller in chunk:
+            missing, keep = _missing(grant=grants.get(seller.id), required=required, selection=selection)
+            if keep:
+                matched.append((seller, missing))
+        open_links: dict[int, Invitation] = {}
+        if matched:
+            for invitation in (
+                Invitation.objects.filter(
+                    seller_id__in=[s.id for s, _ in matched], expires_at__gt=now, completed_at__isnull=True
+                )
+                .only("id", "tenant_id", "seller_id", "purpose", "token", "expires_at", "last_emailed_at")
+                .order_by("seller_id", "-expires_at")
+            ):
+                open_links.setdefault(invitation.seller_id, invitation)  # the newest unexpired one
+        without = [s for s, _ in matched if s.id not in open_links]
+        created: dict[int, Invitation] = {}
+        if without and not dry_run:
+            created = _build_links(without, has_grant=set(grants), actor=actor, now=now)
+
+        rows: list[ReauthRow] = []
+        todo: list[tuple[Seller, Invitation, list[str]]] = []
+        for seller, missing in matched:
+            invitation = open_links.get(seller.id) or created.get(seller.id)
+            row = ReauthRow(
+                seller_id=seller.id,
+                name=seller.name,
+                selling_partner_id=seller.selling_partner_id,
+                status=seller.status,
+                missing_scopes=missing,
+                link=invitation.url if invitation is not None else "(new link)",
+                link_created=seller.id not in open_links,
+            )
+            if send_email:
+                already = invitation is not None and invitation.last_emailed_at is not None
+                if not seller.email:
+                    row.note = "no email address"
+                elif already and not resend:
+                    row.note = "already emailed"
+                elif dry_run:
+                    row.would_email = True
+                else:
+                    todo.append((seller, invitation, missing))
+            rows.append(row)
+        if todo:
+            notes = _send_emails(todo, tenant=tenant, resend=resend, actor=actor)
+            sent_ids = {s.id for s, _, _ in todo} - set(notes)
+            for row in rows:
+                if row.seller_id in sent_ids:
+                    row.emailed = True
+                elif row.seller_id in notes:
+                    row.note = notes[row.seller_id]
+        if on_scanned is not None:
+            on_scanned(len(chunk))
+        yield from rows
