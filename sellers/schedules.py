@@ -22,6 +22,18 @@ SCHEDULES: list[ScheduleSpec] = [
         minutes=5,
         description="Enqueue a refresh for each grant whose access token expires within the refresh window.",
     ),
+    ScheduleSpec(
+        name="renewals-expire",
+        func="sellers.services.renewals.renewals_expire_task",
+        minutes=60,
+        description="Mark expired the sellers whose authorization crossed 365 days (status is stored).",
+    ),
+    ScheduleSpec(
+        name="renewal-digest",
+        func="sellers.services.renewals.renewal_digests_task",
+        minutes=24 * 60,
+        description="Daily: email each tenant's staff the renewals due, expired, partial and revoked sellers.",
+    ),
 ]
 
 

@@ -1,0 +1,215 @@
+"""Yearly renewals: Amazon makes every seller consent again 365 days after authorizing.
+
+* `renewals_due` — sellers whose renewal falls within SPCONNECT_RENEWAL_WINDOW_DAYS;
+* `renewals_expire` — the sweep: a status is stored, so sellers whose authorization crossed 365
+  days are re-synced to `expired`, each with an EXPIRED event;
+* `renewal_digest_send` — one email a day to each tenant's staff listing renewals due, expired,
+  partial and revoked sellers; nothing is sent when there is nothing to say.
+
+`renewals_expire_task` and `renewal_digests_task` are the django-q2 entry points
+(sellers/schedules.py); both are safe to run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import QuerySet
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from sellers.models import Event, Grant, Seller, Tenant
+from sellers.scopes import short_name
+
+from .events import event_record
+from .exports import required_scopes_by_tenant
+from .notifications import notify_staff
+from .requirements import STATUS_GRANT_FIELDS
+from .status import seller_status_sync
+
+logger = logging.getLogger(__name__)
+
+# Sellers listed per section of the digest; the rest are counted ("and 120 more").
+DIGEST_LIST_LIMIT = 25
+# The digest is daily; the guard outlives a day so a task redelivered late does not resend.
+DIGEST_GUARD_SECONDS = 36 * 3600
+
+
+def _oldest_valid(now: datetime) -> datetime:
+    """Authorizations given at or before this instant are 365 days old: expired."""
+    return now - timedelta(days=settings.SPCONNECT_RENEWAL_DAYS)
+
+
+def renewals_due(*, tenant: Tenant, now: datetime | None = None, window_days: int | None = None) -> QuerySet[Seller]:
+    """The tenant's sellers with an active grant whose renewal is due within the window, not yet expired."""
+    now = now or timezone.now()
+    days = settings.SPCONNECT_RENEWAL_WINDOW_DAYS if window_days is None else window_days
+    oldest = _oldest_valid(now)
+    return Seller.objects.filter(
+        tenant=tenant,
+        grant__status=Grant.Status.ACTIVE,
+        grant__authorized_at__gt=oldest,
+        grant__authorized_at__lte=oldest + timedelta(days=days),
+    )
+
+
+def renewals_expire(*, now: datetime | None = None, tenant: Tenant | None = None, chunk_size: int = 1000) -> int:
+    """Mark `expired` every seller whose authorization is 365 days old; returns how many moved.
+
+    Revoked sellers stay revoked (the status precedence says so); each seller that moves gets an
+    EXPIRED event. Running it twice changes nothing the second time.
+    """
+    now = now or timezone.now()
+    candidates = Seller.objects.filter(
+        grant__status=Grant.Status.ACTIVE, grant__authorized_at__lte=_oldest_valid(now)
+    ).exclude(status__in=[Seller.Status.EXPIRED, Seller.Status.REVOKED])
+    if tenant is not None:
+        candidates = candidates.filter(tenant=tenant)
+    moved = 0
+    last_id = 0
+    required_cache: dict[int, list[str]] = {}
+    while True:
+        chunk = list(candidates.filter(id__gt=last_id).only("id", "tenant_id", "status", "name").order_by("id")[:chunk_size])
+        if not chunk:
+            return moved
+        last_id = chunk[-1].id
+        missing_tenants = {s.tenant_id for s in chunk} - set(required_cache)
+        if missing_tenants:
+            found = required_scopes_by_tenant(missing_tenants)
+            required_cache.update({tid: found.get(tid, []) for tid in missing_tenants})
+        grants = {g.seller_id: g for g in Grant.objects.filter(seller_id__in=[s.id for s in chunk]).only(*STATUS_GRANT_FIELDS)}
+        for seller in chunk:
+            grant = grants[seller.id]
+            with transaction.atomic():
+                old = seller.status
+                new = seller_status_sync(seller=seller, grant=grant, required=required_cache[seller.tenant_id], record=False)
+                if new == old:
+                    continue
+                moved += 1
+                event_record(
+                    seller=seller,
+                    kind=Event.Kind.EXPIRED,
+                    detail=f"The authorization given on {grant.authorized_at:%Y-%m-%d} is {settings.SPCONNECT_RENEWAL_DAYS} days old; "
+                    "Amazon requires the seller to authorize again.",
+                    data={"from": old, "to": new, "authorized_at": grant.authorized_at.isoformat()},
+                )
+
+
+@dataclass
+class DigestSection:
+    short: str  # for the subject line: "3 renewals due, 1 revoked"
+    title: str
+    total: int
+    rows: list[str] = field(default_factory=list)
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.rows)
+
+
+@dataclass
+class RenewalDigest:
+    tenant: Tenant
+    window_days: int
+    sections: list[DigestSection]
+
+    @property
+    def empty(self) -> bool:
+        return not any(s.total for s in self.sections)
+
+    @property
+    def subject(self) -> str:
+        parts = [f"{s.total} {s.short}" for s in self.sections if s.total]
+        return "Renewals and re-authorizations: " + ", ".join(parts)
+
+
+def _label(name: str, spid: str) -> str:
+    return f"{name} ({spid or 'not connected'})"
+
+
+def renewal_digest_build(*, tenant: Tenant, now: datetime | None = None) -> RenewalDigest:
+    """What a tenant's staff should know today. Grant columns are read with values(): no token."""
+    now = now or timezone.now()
+    window = settings.SPCONNECT_RENEWAL_WINDOW_DAYS
+    renewal = timedelta(days=settings.SPCONNECT_RENEWAL_DAYS)
+    limit = DIGEST_LIST_LIMIT
+    sellers = Seller.objects.filter(tenant=tenant).order_by("name", "id")
+    required = required_scopes_by_tenant([tenant.pk]).get(tenant.pk, [])
+
+    due_qs = renewals_due(tenant=tenant, now=now).order_by("grant__authorized_at", "id")
+    due_rows = []
+    for name, spid, authorized_at in due_qs.values_list("name", "selling_partner_id", "grant__authorized_at")[:limit]:
+        due_at = authorized_at + renewal
+        days = max(0, math.ceil((due_at - now).total_seconds() / 86400))
+        due_rows.append(f"{_label(name, spid)}: due {due_at:%Y-%m-%d} (in {days} day{'s' if days != 1 else ''})")
+
+    expired_qs = sellers.filter(status=Seller.Status.EXPIRED)
+    expired_rows = [
+        f"{_label(name, spid)}: authorized {authorized_at:%Y-%m-%d}, expired {authorized_at + renewal:%Y-%m-%d}"
+        for name, spid, authorized_at in expired_qs.values_list("name", "selling_partner_id", "grant__authorized_at")[:limit]
+    ]
+
+    partial_qs = sellers.filter(status=Seller.Status.PARTIAL)
+    partial_rows = []
+    for name, spid, granted, refused in partial_qs.values_list(
+        "name", "selling_partner_id", "grant__granted_scopes", "grant__refused_scopes"
+    )[:limit]:
+        have = set(granted or []) - set(refused or [])
+        missing = [short_name(s) for s in required if s not in have]
+        partial_rows.append(f"{_label(name, spid)}: missing {', '.join(missing) or 'a required scope'}")
+
+    revoked_qs = sellers.filter(status=Seller.Status.REVOKED)
+    revoked_rows = []
+    for name, spid, revoked_at in revoked_qs.values_list("name", "selling_partner_id", "grant__revoked_at")[:limit]:
+        revoked_rows.append(f"{_label(name, spid)}" + (f": revoked {revoked_at:%Y-%m-%d}" if revoked_at else ""))
+
+    return RenewalDigest(
+        tenant=tenant,
+        window_days=window,
+        sections=[
+            DigestSection("renewals due", f"Renewals due within {window} days", due_qs.count(), due_rows),
+            DigestSection("expired", "Expired (renewal overdue)", expired_qs.count(), expired_rows),
+            DigestSection("partial", "Partial (a required permission is missing)", partial_qs.count(), partial_rows),
+            DigestSection("revoked", "Revoked", revoked_qs.count(), revoked_rows),
+        ],
+    )
+
+
+def renewal_digest_send(*, tenant: Tenant, now: datetime | None = None, force: bool = False) -> bool:
+    """Email the tenant's owners and managers today's digest. False when there was nothing to say
+    or it was already sent today (unless `force`)."""
+    now = now or timezone.now()
+    digest = renewal_digest_build(tenant=tenant, now=now)
+    if digest.empty:
+        return False
+    # A daily guard in the shared cache (Redis in production): a task delivered twice sends once.
+    guard = f"spconnect:renewal-digest:{tenant.pk}:{now:%Y-%m-%d}"
+    if not cache.add(guard, 1, DIGEST_GUARD_SECONDS) and not force:
+        return False
+    body = render_to_string("email/renewal_digest.txt", {"digest": digest, "tenant": tenant, "now": now})
+    notify_staff(tenant=tenant, subject=digest.subject, body=body)
+    return True
+
+
+# --- django-q2 entry points (listed in sellers/schedules.py) -----------------------------------
+
+
+def renewals_expire_task() -> str:
+    """Hourly: turn authorizations past 365 days into `expired`."""
+    return f"{renewals_expire()} seller(s) expired"
+
+
+def renewal_digests_task() -> str:
+    """Daily: the expiry sweep, then one digest per tenant that has something to report."""
+    expired = renewals_expire()
+    sent = 0
+    for tenant in Tenant.objects.order_by("pk"):
+        with transaction.atomic():  # notify_staff sends on commit
+            sent += renewal_digest_send(tenant=tenant)
+    return f"{expired} seller(s) expired; digest sent to {sent} tenant(s)"
