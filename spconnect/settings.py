@@ -70,6 +70,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "spconnect.middleware.ContentSecurityPolicyMiddleware",
+    # Before sessions: a rate-limited request costs one cache hit and never a session row.
+    "spconnect.middleware.RateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +103,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Fail fast when PostgreSQL is away (libpq waits forever by default): /healthz answers 503
+    # instead of hanging, and workers retry instead of piling up.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (runserver, the worker, the sandbox calling back into the same process)
     # share one file: wait for the write lock instead of failing with "database is locked".
@@ -127,7 +134,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -166,7 +173,26 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 if env.bool("USE_X_FORWARDED_PROTO", default=False):
     # Opt-in: only behind a proxy that sets (and strips client-sent) X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Load balancers probe over plain HTTP: /healthz must answer there, not redirect to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# --- Public pages: rate limits and Content-Security-Policy (spconnect/middleware.py) -----------
+# How many reverse proxies of ours append to X-Forwarded-For. 0: the header is ignored and the
+# peer address counts (anyone can write the header; trusting it unasked lets a client pick its
+# own rate-limit bucket).
+SPCONNECT_TRUSTED_PROXY_COUNT = env.int("SPCONNECT_TRUSTED_PROXY_COUNT", default=0)
+# Requests per client address per window on the pages sellers reach without an account
+# (invitation, start, callback, result, Login URI). 0 turns the limit off.
+SPCONNECT_RATE_LIMIT_REQUESTS = env.int("SPCONNECT_RATE_LIMIT_REQUESTS", default=60)
+SPCONNECT_RATE_LIMIT_WINDOW_SECONDS = env.int("SPCONNECT_RATE_LIMIT_WINDOW_SECONDS", default=60)
+SPCONNECT_RATE_LIMIT_PATHS = ["/connect/", "/authflow/"]
+SPCONNECT_CSP_EXEMPT_PATHS = ["/admin/"]
+if SPCONNECT_TRUSTED_PROXY_COUNT < 0 or SPCONNECT_RATE_LIMIT_REQUESTS < 0 or SPCONNECT_RATE_LIMIT_WINDOW_SECONDS < 1:
+    raise ImproperlyConfigured(
+        "SPCONNECT_TRUSTED_PROXY_COUNT and SPCONNECT_RATE_LIMIT_REQUESTS must be 0 or more, "
+        "SPCONNECT_RATE_LIMIT_WINDOW_SECONDS 1 or more."
+    )
 
 # --- Amazon ----------------------------------------------------------------------------------
 # The built-in local stand-in for Seller Central, LWA and SP-API (served under /sandbox/).

@@ -3,9 +3,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from authflow.views import home
+from spconnect.health import healthz
 
 urlpatterns = [
     path("", home, name="home"),
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("", include("authflow.urls")),
 ]

@@ -38,6 +38,29 @@ requires_postgres = pytest.mark.skipif(
 )
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip `@pytest.mark.postgres` tests, saying why, unless the database is PostgreSQL."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    for item in items:
+        marker = item.get_closest_marker("postgres")
+        if marker is not None:
+            why = marker.kwargs.get("reason", "row locks, several processes sharing one database")
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs PostgreSQL ({why}); this run uses {connection.vendor}: run with DATABASE_URL=postgres://…"
+            ))
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with an empty Django cache: rate-limit counters must not carry over."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @dataclass
 class Call:
     method: str

@@ -1,0 +1,96 @@
+"""/healthz: 200 when the database and the task broker answer, 503 (naming which) otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Run /healthz in a fresh process whose database is somewhere nothing answers.
+PROBE = """
+import json, django
+django.setup()
+from django.test.utils import setup_test_environment
+setup_test_environment()
+from django.test import Client
+response = Client().get("/healthz")
+print(json.dumps({"status": response.status_code, "body": json.loads(response.content)}))
+"""
+
+
+def probe(env: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.django_db
+def test_healthy_when_database_and_broker_answer(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_503_when_the_redis_broker_is_unreachable(client, settings):
+    settings.Q_CLUSTER = {k: v for k, v in settings.Q_CLUSTER.items() if k != "orm"} | {"redis": "redis://127.0.0.1:1/0"}
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "checks": {"database": "ok", "broker": "unreachable"}}
+    assert b"127.0.0.1" not in response.content  # says which, never where
+
+
+@pytest.mark.parametrize(
+    "database_url",
+    ["postgres://postgres@127.0.0.1:1/spc_nowhere", "sqlite:////nonexistent-directory/spconnect.sqlite3"],
+    ids=["postgresql-refused", "sqlite-unopenable"],
+)
+def test_503_when_the_database_is_unreachable(database_url):
+    # Without REDIS_URL the broker is the ORM queue: it goes down with the database.
+    env = {"DATABASE_URL": database_url, "REDIS_URL": ""}
+    answer = probe(env)
+    assert answer["status"] == 503
+    assert answer["body"]["checks"] == {"database": "unreachable", "broker": "unreachable"}
+
+
+@pytest.mark.postgres(reason="a server connection to take away and give back")
+@pytest.mark.django_db(transaction=True)
+def test_503_while_postgres_is_away_and_200_once_it_is_back(client):
+    # Simulated outage: the shared PostgreSQL is never stopped for real, the connection is
+    # pointed at a port where nothing listens instead.
+    real_port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = "1"
+    try:
+        down = client.get("/healthz")
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = real_port
+    assert down.status_code == 503
+    assert down.json()["checks"]["database"] == "unreachable"
+    back = client.get("/healthz")
+    assert back.status_code == 200, back.content
+
+
+@pytest.mark.django_db
+def test_healthz_answers_over_plain_http_when_https_is_enforced(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/").status_code == 301  # everything else still goes to HTTPS
+
+
+@pytest.mark.django_db
+def test_healthz_only_answers_get(client):
+    assert client.post("/healthz").status_code == 405
