@@ -636,16 +636,28 @@ class SellerAdmin(TenantScopedAdmin):
 
     @admin.action(description="Mark revoked (stop refreshing)", permissions=["manage"])
     def mark_revoked(self, request, queryset):
+        """Asks for confirmation first: a revoked grant is never refreshed again."""
         sellers, refused = self._targets(request, queryset)
+        if request.POST.get("post") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Mark grants revoked?",
+                "opts": self.model._meta,
+                "sellers": sellers,
+                "refused": refused,
+                "action": "mark_revoked",
+                "select_across": request.POST.get("select_across") == "1",
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                "query_string": request.GET.urlencode(),
+            }
+            return TemplateResponse(request, "admin/sellers/seller/mark_revoked_confirmation.html", context)
         actor = actor_for_user(request.user)
+        note = " ".join(request.POST.get("reason", "").split())[:300]
+        reason = f"Marked revoked in the admin by {request.user.get_username()}" + (f": {note}" if note else ".")
         revoked = 0
         for seller in sellers:
-            if grant_mark_revoked(
-                seller=seller,
-                reason=f"Marked revoked in the admin by {request.user.get_username()}.",
-                actor=actor,
-                kind=Event.Kind.MARKED_REVOKED,
-            ):
+            if grant_mark_revoked(seller=seller, reason=reason, actor=actor, kind=Event.Kind.MARKED_REVOKED):
                 revoked += 1
         self.message_user(
             request,

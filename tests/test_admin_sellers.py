@@ -36,10 +36,10 @@ def listed(client, **params) -> str:
     return response.content.decode()
 
 
-def act(client, action, *sellers, follow=True):
+def act(client, action, *sellers, follow=True, **extra):
     return client.post(
         reverse(CHANGELIST),
-        {"action": action, "_selected_action": [s.pk for s in sellers], "index": 0},
+        {"action": action, "_selected_action": [s.pk for s in sellers], "index": 0, **extra},
         follow=follow,
     )
 
@@ -286,12 +286,16 @@ def test_test_connection_reports_a_revoked_seller(acme, manager, client, amazon_
 def test_mark_revoked_action(acme, manager, client):
     seller = make_seller(acme, "Marked Seller")
     grant = make_grant(seller)
-    body = act(client, "mark_revoked", seller, make_seller(acme, "Pending One")).content.decode()
+    pending = make_seller(acme, "Pending One")
+    confirm = act(client, "mark_revoked", seller, pending).content.decode()
+    assert "Mark grants revoked?" in confirm and "Marked Seller" in confirm and 'name="post" value="yes"' in confirm
+    assert Grant.objects.get(pk=grant.pk).status == Grant.Status.ACTIVE  # nothing before confirmation
+    body = act(client, "mark_revoked", seller, pending, post="yes", reason="Seller left   the agency").content.decode()
     assert "Marked revoked: 1; 1 already revoked or not authorized" in body
     grant.refresh_from_db()
     assert grant.status == Grant.Status.REVOKED and grant.access_token == ""
     event = Event.objects.get(seller=seller, kind=Event.Kind.MARKED_REVOKED)
-    assert event.actor == "staff:manny"
+    assert event.actor == "staff:manny" and event.detail == "Marked revoked in the admin by manny: Seller left the agency"
     assert Seller.objects.get(pk=seller.pk).status == Seller.Status.REVOKED
 
 
@@ -316,7 +320,7 @@ def test_select_across_acts_on_every_row_of_the_users_tenants(acme, manager, cli
     theirs = make_seller(other, "Theirs")
     their_grant = make_grant(theirs)
     client.post(reverse(CHANGELIST), {"action": "mark_revoked", "select_across": "1", "index": 0,
-                                      "_selected_action": [mine[0].pk]})
+                                      "_selected_action": [mine[0].pk], "post": "yes"})
     assert Grant.objects.filter(seller__in=mine, status=Grant.Status.REVOKED).count() == 3
     their_grant.refresh_from_db()
     assert their_grant.status == Grant.Status.ACTIVE

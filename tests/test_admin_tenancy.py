@@ -226,7 +226,7 @@ def test_actions_ignore_rows_of_other_tenants(world, client, action, mailoutbox,
     before = Event.objects.filter(seller=foreign).count()
     response = client.post(
         reverse("admin:sellers_seller_changelist"),
-        {"action": action, "_selected_action": [foreign.pk, world["a2"].pk], "index": 0},
+        {"action": action, "_selected_action": [foreign.pk, world["a2"].pk], "index": 0, "post": "yes"},
         follow=True,
     )
     assert response.status_code == 200
@@ -248,7 +248,7 @@ def test_viewers_get_no_actions(world, client, action, mailoutbox, amazon_calls)
     url = reverse("admin:sellers_seller_changelist")
     assert 'name="action"' not in client.get(url).content.decode()
     before = Event.objects.filter(seller=world["a1"]).count()
-    client.post(url, {"action": action, "_selected_action": [world["a1"].pk], "index": 0})
+    client.post(url, {"action": action, "_selected_action": [world["a1"].pk], "index": 0, "post": "yes"})
     assert Event.objects.filter(seller=world["a1"]).count() == before
     assert Grant.objects.get(pk=world["ga1"].pk).status == Grant.Status.ACTIVE
     assert mailoutbox == [] and amazon_calls.calls == []
@@ -258,13 +258,25 @@ def test_mixed_selection_acts_on_own_rows_and_counts_the_others(world, client):
     login(client, world["manager_b"])
     response = client.post(
         reverse("admin:sellers_seller_changelist"),
-        {"action": "mark_revoked", "_selected_action": [world["b1"].pk, world["a1"].pk], "index": 0},
+        {"action": "mark_revoked", "_selected_action": [world["b1"].pk, world["a1"].pk], "index": 0, "post": "yes"},
         follow=True,
     )
     body = response.content.decode()
     assert Grant.objects.get(pk=world["gb1"].pk).status == Grant.Status.REVOKED
     assert Grant.objects.get(pk=world["ga1"].pk).status == Grant.Status.ACTIVE
     assert "1 selected row(s) refused" in body
+
+
+def test_mark_revoked_confirmation_lists_only_managed_sellers(world, client):
+    login(client, world["manager_b"])
+    response = client.post(
+        reverse("admin:sellers_seller_changelist"),
+        {"action": "mark_revoked", "_selected_action": [world["b1"].pk, world["a1"].pk], "index": 0},
+    )
+    body = response.content.decode()
+    assert response.status_code == 200 and "Bravo Goods" in body and "Alpha Widgets" not in body
+    assert "1 selected row(s) refused" in body
+    assert not Grant.objects.filter(status=Grant.Status.REVOKED).exists()
 
 
 def test_garbage_selection_is_refused_without_error(world, client):
