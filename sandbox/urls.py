@@ -10,3 +10,9 @@ urlpatterns = [
     path("auth/o2/token", views.token, name="token"),
     re_path(r"^spapi/(?P<region>na|eu|fe)(?P<path>/.*)$", views.spapi, name="spapi"),
 ]
+
+# Amazon-initiated authorization: Seller Central opening an app's Login URI, and its callback page.
+urlpatterns += [
+    path("start-from-amazon/", views.start_from_amazon, name="start_from_amazon"),
+    path("<str:region>/apps/authorize/amazon-callback", views.amazon_callback, name="amazon_callback"),
+]

@@ -211,6 +211,23 @@ SPAPI_CONSENT_HOSTS = {
     "eu": env.str("SPAPI_CONSENT_HOST_EU", default=f"{_sandbox_base}/eu" if SPAPI_SANDBOX else "https://sellercentral-europe.amazon.com"),
     "fe": env.str("SPAPI_CONSENT_HOST_FE", default=f"{_sandbox_base}/fe" if SPAPI_SANDBOX else "https://sellercentral.amazon.co.jp"),
 }
+# Login URI (Amazon-initiated authorization): the only hosts `amazon_callback_uri` may send a
+# browser to (https, exact host match), each with the region its consent covers. Anything else
+# gets a 400 page, never a redirect. Override as "host=region,host=region".
+_CENTRALS = {
+    "na": ["amazon.com", "amazon.ca", "amazon.com.mx", "amazon.com.br"],
+    "eu": ["amazon.co.uk", "amazon.de", "amazon.fr", "amazon.it", "amazon.es", "amazon.nl", "amazon.se", "amazon.pl",
+           "amazon.com.tr", "amazon.ae", "amazon.in", "amazon.com.be", "amazon.eg", "amazon.sa"],
+    "fe": ["amazon.sg", "amazon.com.au", "amazon.co.jp"],
+}
+SPAPI_AMAZON_CALLBACK_HOSTS = env.dict(
+    "SPAPI_AMAZON_CALLBACK_HOSTS",
+    default={
+        "sellercentral-europe.amazon.com": "eu",
+        **{f"{central}.{domain}": region for region, domains in _CENTRALS.items() for domain in domains
+           for central in ("sellercentral", "vendorcentral")},
+    },
+)
 SPAPI_LWA_TOKEN_URL = env.str(
     "SPAPI_LWA_TOKEN_URL",
     default=f"{_sandbox_base}/auth/o2/token" if SPAPI_SANDBOX else "https://api.amazon.com/auth/o2/token",

@@ -1,0 +1,158 @@
+"""The Login URI: where Amazon sends a seller who starts from the Appstore or renews from
+"Manage Your Apps" (the Amazon-initiated authorization workflow).
+
+Amazon opens `/authflow/login/<tenant public_id>/` with `amazon_callback_uri`, `amazon_state`,
+`selling_partner_id` (and `version=beta` for drafts). We check `amazon_callback_uri` against
+Seller/Vendor Central hosts, create a state bound to this browser, and send the browser back to
+`amazon_callback_uri` with `amazon_state`, our `state`, `redirect_uri` (and `version=beta`).
+Amazon then redirects to our callback, which completes like any other consent (Flow.AMAZON).
+
+`amazon_callback_uri` arrives from anyone who can craft a link: it is an open-redirect vector
+unless it is pinned to Amazon's hosts, so anything else gets a 400 page and never a redirect.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from sellers.models import Event, Region, Seller, Tenant
+from sellers.scopes import InvalidScope, validate_scopes
+from sellers.services.events import event_record
+
+from . import services
+from .models import OAuthState
+from .views import _problem, hosted_page
+
+# Parameters Amazon sends, with the longest value we accept (Amazon's are far shorter).
+LOGIN_PARAMS = {"amazon_callback_uri": 2048, "amazon_state": 1024, "selling_partner_id": 64, "version": 16}
+SELLING_PARTNER_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
+# Anything a browser or URL parser might read differently from us is refused outright:
+# backslashes (browsers treat them as slashes), whitespace and control characters.
+_AMBIGUOUS_RE = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+
+def login_uri_url(tenant: Tenant) -> str:
+    """The absolute Login URI to register for the tenant's app in Seller Central's app settings."""
+    return f"{settings.SITE_URL}{reverse('authflow:login_uri', kwargs={'tenant_id': tenant.public_id})}"
+
+
+def _sandbox_region(parts) -> str | None:
+    """In sandbox mode, the local stand-in's consent host of a region is Amazon too."""
+    if not settings.SPAPI_SANDBOX:
+        return None
+    for region, base in settings.SPAPI_CONSENT_HOSTS.items():
+        allowed = urlsplit(base)
+        prefix = allowed.path.rstrip("/") + "/"
+        if (parts.scheme, parts.netloc.lower()) == (allowed.scheme, allowed.netloc.lower()) and parts.path.startswith(prefix):
+            return region
+    return None
+
+
+def amazon_callback_region(uri: str) -> str | None:
+    """The region of an allowed `amazon_callback_uri`, or None when it must be refused.
+
+    Allowed: https, no user info, no port, no fragment, a host listed in
+    SPAPI_AMAZON_CALLBACK_HOSTS matched exactly (case-insensitively). In sandbox mode, also the
+    sandbox's own consent hosts.
+    """
+    if not uri or len(uri) > LOGIN_PARAMS["amazon_callback_uri"] or _AMBIGUOUS_RE.search(uri):
+        return None
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return None
+    if parts.fragment or "@" in parts.netloc:
+        return None
+    sandbox = _sandbox_region(parts)
+    if sandbox is not None:
+        return sandbox
+    if parts.scheme != "https" or (parts.path and not parts.path.startswith("/")):
+        return None
+    # The netloc itself, not .hostname: "host:443", "host." and "user@host" never match.
+    region = settings.SPAPI_AMAZON_CALLBACK_HOSTS.get(parts.netloc.lower())
+    return region if region in Region.values else None
+
+
+def _redirect_with(uri: str, params: dict[str, str]) -> HttpResponse:
+    parts = urlsplit(uri)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    location = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept + list(params.items())), ""))
+    response = HttpResponse(status=302)
+    response["Location"] = location
+    return response
+
+
+def _read_params(request: HttpRequest) -> dict[str, str]:
+    values = {}
+    for name, max_len in LOGIN_PARAMS.items():
+        found = request.GET.getlist(name)
+        if len(found) > 1:
+            raise ValueError(f"The parameter {name} was sent more than once.")
+        if found:
+            if len(found[0]) > max_len:
+                raise ValueError(f"The parameter {name} is too long.")
+            values[name] = found[0]
+    return values
+
+
+@hosted_page
+@require_GET
+def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
+    tenant = Tenant.objects.filter(public_id=tenant_id).first()
+    if tenant is None:
+        return _problem(request, title="Unknown app", message="This sign-in link does not belong to any app here. Start again from Amazon.", status=404)
+    try:
+        params = _read_params(request)
+    except ValueError as exc:
+        return _problem(request, title="We could not read Amazon's request", message=f"{exc} Start again from Amazon.", status=400)
+
+    callback_uri = params.get("amazon_callback_uri", "")
+    region = amazon_callback_region(callback_uri)
+    if region is None:
+        return _problem(
+            request,
+            title="This sign-in did not come from Amazon",
+            message="The address to continue to is not an Amazon Seller Central or Vendor Central page, so we "
+            f"stopped here. Start again from Seller Central, or ask {tenant.name} for an invitation link.",
+            status=400,
+        )
+    amazon_state = params.get("amazon_state", "")
+    if not amazon_state:
+        return _problem(request, title="Amazon's request was incomplete", message="It had no amazon_state. Start again from Amazon.", status=400)
+    spid = params.get("selling_partner_id", "")
+    if spid and not SELLING_PARTNER_ID_RE.match(spid):
+        return _problem(request, title="Amazon's request was malformed", message="The selling_partner_id is not valid. Start again from Amazon.", status=400)
+
+    try:
+        required, optional = services.requested_scopes_for(tenant)
+        scopes = validate_scopes(required + optional)
+    except InvalidScope as exc:
+        return _problem(request, title="This connection is misconfigured", message=f"{exc} Please tell {tenant.name}.", status=400)
+
+    state = services.state_create(
+        session=request.session,
+        tenant=tenant,
+        region=region,
+        scopes=scopes,
+        flow=OAuthState.Flow.AMAZON,
+        claimed_selling_partner_id=spid,
+    )
+    seller = Seller.objects.filter(tenant=tenant, region=region, selling_partner_id=spid).first() if spid else None
+    event_record(
+        tenant=tenant,
+        seller=seller,
+        kind=Event.Kind.CONSENT_STARTED,
+        detail=f"Amazon opened the Login URI for {spid or 'an unnamed seller'} ({region.upper()}).",
+        data={"flow": "amazon", "region": region, "selling_partner_id": spid},
+        actor="amazon",
+    )
+    back = {"amazon_state": amazon_state, "state": state, "redirect_uri": tenant.effective_redirect_uri}
+    if tenant.is_draft or params.get("version") == "beta":
+        back["version"] = "beta"
+    return _redirect_with(callback_uri, back)
