@@ -124,9 +124,12 @@ class Secrets:
     def leaks(self, capture: Capture) -> list[str]:
         found = []
         for name, text in capture.texts():
-            for value, kind in self.values.items():
-                if value in text:
-                    found.append(f"{kind} in a record of logger {name!r}: {text.replace(value, f'<{kind}>')[:300]}")
+            kinds = [kind for value, kind in self.values.items() if value in text]
+            if kinds:
+                shown = text
+                for value, kind in self.values.items():  # the report must not leak them either
+                    shown = shown.replace(value, f"<{kind}>")
+                found.append(f"{', '.join(sorted(set(kinds)))} in a record of logger {name!r}: {shown[:400]}")
         return found
 
 
