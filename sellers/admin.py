@@ -266,6 +266,8 @@ class SellerAdmin(TenantScopedAdmin):
         "renewal_due_col",
         "last_refresh_col",
     )
+    # Deleting a seller would erase its append-only history: superusers only (the default).
+    delete_role = None
     list_display_links = ("name",)
     list_filter = ("status", "region", ScopeGrantedFilter, ScopeMissingFilter, RenewalDueFilter)
     search_fields = ("name", "email", "selling_partner_id")

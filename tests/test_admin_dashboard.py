@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
 from sellers.admin_dashboard import dashboards_for, svg_bars
-from sellers.models import Grant, Seller, TenantMembership
+from sellers.models import Grant, TenantMembership
 from sellers.tenancy import tenant_access
-from tests.conftest import FINANCE, INVENTORY, ORDERS, make_grant, make_seller, make_tenant
+from tests.conftest import INVENTORY, ORDERS, make_grant, make_seller, make_tenant
 
 Role = TenantMembership.Role
 
@@ -33,9 +32,9 @@ def acme(db):
     return make_tenant("acme", name="Acme Agency")
 
 
-def test_dashboard_counts(acme):
+def test_dashboard_counts(acme, make_user):
     populate(acme, 8)
-    boards, visible = dashboards_for(tenant_access(type("U", (), {"is_authenticated": True, "is_active": True, "is_staff": True, "is_superuser": True})()))
+    boards, visible = dashboards_for(tenant_access(make_user("root", superuser=True)))
     assert visible == 1
     board = boards[0]
     statuses = dict((value, n) for value, _, n in board.by_status)

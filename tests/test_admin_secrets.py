@@ -32,7 +32,6 @@ def world(db, make_user):
         for i in range(2):
             seller = make_seller(tenant, f"{tenant.slug} seller {i}", spid=f"{prefix}SPID{i}")
             grant = make_grant(seller)
-            Grant.objects.filter(pk=grant.pk).update()
             grant.mws_auth_token = f"amzn.mws.{seller.pk}-4d4d4d4d-secret"
             grant.save()
             event_record(seller=seller, kind=Event.Kind.GRANTED, detail="Authorized.")

@@ -16,7 +16,6 @@ Role = TenantMembership.Role
 @pytest.fixture
 def acme(db):
     tenant = make_tenant("acme", name="Acme Agency")
-    Tenant.objects.filter(pk=tenant.pk).update()
     tenant.webhook_secret = "whsec-acme-0123456789"
     tenant.save()
     return tenant

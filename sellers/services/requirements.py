@@ -50,11 +50,10 @@ def tenant_requirements_changed(
                 changed += 1
                 became[new] = became.get(new, 0) + 1
 
-    before = previous_required if previous_required is not None else None
     detail = "Required scopes: " + (", ".join(required) or "none") + f". {changed} seller(s) changed status."
     data = {"required": required, "changed": changed, "became": became}
-    if before is not None:
-        data["added"] = [s for s in required if s not in before]
-        data["removed"] = [s for s in before if s not in required]
+    if previous_required is not None:
+        data["added"] = [s for s in required if s not in previous_required]
+        data["removed"] = [s for s in previous_required if s not in required]
     event_record(tenant=tenant, kind=Event.Kind.REQUIREMENTS_CHANGED, detail=detail, data=data, actor=actor)
     return changed
