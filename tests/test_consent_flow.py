@@ -22,7 +22,7 @@ def test_invite_page_lists_requested_scopes_with_reasons_and_one_post_form(clien
     assert tenant.name in html
     assert "We need sellingpartnerapi::orders." in html and "Nice to have sellingpartnerapi::reports." in html
     assert html.count("<form") == 1 and 'method="post"' in html and "csrfmiddlewaretoken" in html
-    assert page["Referrer-Policy"] == "no-referrer"
+    assert page["Referrer-Policy"] == "strict-origin"
 
 
 def test_start_redirects_to_regional_consent_url_with_scopes_and_state(client, tenant):

@@ -49,7 +49,7 @@ def test_approve_over_http_makes_seller_active(live_amazon, tenant, amazon_calls
     invitation = invitation_create(tenant=tenant, name="HTTP Shop")
     page, callback_url = browser_flow(invitation.url)
     assert page.status_code == 200 and "all set" in page.text
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Referrer-Policy"] == "strict-origin"
     assert set(parse_qs(urlparse(callback_url).query)) == {"state", "selling_partner_id", "spapi_oauth_code"}
     [record] = export()
     assert record["status"] == "active"

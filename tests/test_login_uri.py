@@ -95,7 +95,7 @@ def test_genuine_seller_central_gets_amazon_state_state_and_redirect_uri_back(cl
     assert q["redirect_uri"] == ["http://testserver/authflow/callback/"]
     assert q["lang"] == ["en_US"]  # Amazon's own parameters are kept
     assert "version" not in q
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "strict-origin"
     state = OAuthState.objects.get()
     assert state.flow == OAuthState.Flow.AMAZON
     assert state.claimed_selling_partner_id == "A1FROMAMAZON"

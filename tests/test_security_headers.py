@@ -97,7 +97,7 @@ def test_other_security_headers_on_hosted_pages(tenant):
     response = Client().get(urlparse(invitation.url).path)
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "strict-origin"
     assert "no-cache" in response["Cache-Control"]
 
 
