@@ -1,0 +1,89 @@
+"""A seller's consent journeys in Chromium: partial then full approval, and a refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from sellers.models import Event, Grant, Seller
+from sellers.scopes import CATALOG
+from sellers.services.invitations import invitation_create
+
+from ..conftest import INVENTORY, ORDERS, REPORTS
+from .conftest import check_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SPID = "A1BROWSERSHOP"
+
+
+def approve(page, *, keep: list[str]) -> None:
+    """On the sandbox's consent page: name the account, tick exactly `keep`, confirm."""
+    page.get_by_label("Selling partner ID (merchant token)").fill(SPID)
+    for box in page.locator('input[type="checkbox"][name="scope"]').all():
+        box.set_checked(box.get_attribute("value") in keep)
+    page.get_by_role("button", name="Confirm").click()
+
+
+def test_partial_approval_names_what_is_missing_then_a_retry_completes(page, shots, tenant):
+    invitation = invitation_create(tenant=tenant, name="Browser Shop", email="shop@example.com")
+
+    page.goto(invitation.url)
+    assert page.get_by_role("heading", level=1).inner_text() == "Connect your Amazon seller account"
+    check_page(page, shots, "invite")
+
+    page.get_by_role("button", name="Continue to Amazon").click()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    assert page.get_by_role("heading", level=1).inner_text() == f"Authorize {tenant.name}"
+    check_page(page, shots, "sandbox-consent")
+
+    approve(page, keep=[ORDERS])
+    page.wait_for_url("**/authflow/result/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Connected, but some permissions are missing"
+    missing = page.locator(".scope-missing .scope-name").all_inner_texts()
+    assert missing == [CATALOG[INVENTORY].label]
+    check_page(page, shots, "result-partial")
+    grant = Grant.objects.get(seller__selling_partner_id=SPID)
+    assert grant.granted_scopes == [ORDERS]
+
+    page.get_by_role("button", name="Try again and grant the missing permissions").click()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    approve(page, keep=[ORDERS, INVENTORY, REPORTS])
+    page.wait_for_url("**/authflow/result/")
+    assert "you're all set" in page.get_by_role("heading", level=1).inner_text()
+    assert page.locator(".scope-missing").count() == 0
+    check_page(page, shots, "result-success")
+
+    seller = Seller.objects.get(selling_partner_id=SPID)
+    assert seller.status == Seller.Status.ACTIVE
+    assert sorted(Grant.objects.get(seller=seller).granted_scopes) == sorted([ORDERS, INVENTORY, REPORTS])
+    assert Seller.objects.filter(tenant=tenant).count() == 1  # the retry reused the seller
+
+
+def test_declining_shows_the_decline_page_and_its_retry_button_works(page, shots, tenant):
+    invitation = invitation_create(tenant=tenant, name="Shy Shop")
+    page.goto(invitation.url)
+    page.get_by_role("button", name="Continue to Amazon").click()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    page.get_by_role("button", name="Deny").click()
+    page.wait_for_url("**/authflow/callback/?**")
+
+    assert page.get_by_role("heading", level=1).inner_text() == "You declined the connection"
+    assert f"Nothing was shared with {tenant.name}" in page.get_by_role("status").inner_text()
+    check_page(page, shots, "declined")
+    seller = invitation.seller
+    assert not Grant.objects.filter(seller=seller).exists()
+    assert Event.objects.filter(seller=seller, kind=Event.Kind.DENIED).count() == 1
+
+    page.get_by_role("button", name="Try again").click()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    shots.take(page, "consent-again")
+    assert page.get_by_role("heading", level=1).inner_text() == f"Authorize {tenant.name}"
+
+
+def test_error_pages_are_accessible_too(page, shots, live_amazon):
+    page.goto(f"{live_amazon}/connect/no-such-link/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Link not found"
+    check_page(page, shots, "link-not-found")
+    page.goto(f"{live_amazon}/authflow/callback/?state=forged&spapi_oauth_code=ANforged")
+    assert page.get_by_role("heading", level=1).inner_text() == "This sign-in attempt cannot be used"
+    check_page(page, shots, "callback-rejected")
