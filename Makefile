@@ -33,4 +33,11 @@ run: setup ## Set everything up and serve http://127.0.0.1:8000 with the local A
 test: install ## Run the test suite (SQLite and the ORM broker unless DATABASE_URL/REDIS_URL say otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-.PHONY: help install setup run test
+bench: install ## Run every benchmark script (bench/bench_*.py) and write docs/benchmarks.md
+	@set -e; for script in bench/bench_*.py; do \
+		grep -q '__main__' $$script || continue; \
+		echo "== $$script"; \
+		$(PY) $$script; \
+	done
+
+.PHONY: help install setup run test bench

@@ -129,6 +129,25 @@ def test_expiring_token_is_refreshed_once_and_stored_without_history(tenant, ama
     assert len(amazon_calls.token_calls) == 1
 
 
+def test_a_routine_refresh_costs_at_most_four_queries(tenant, amazon_calls, django_assert_max_num_queries):
+    _, grant = connected(tenant, expires_in=60)
+    # A scripted LWA answer keeps the in-process sandbox's own queries out of the count.
+    amazon_calls.script(url_contains="/auth/o2/token", body={"access_token": "Atza|n", "expires_in": 3600})
+    with django_assert_max_num_queries(4):  # read (FOR UPDATE on PostgreSQL) + UPDATE (+ savepoint pair)
+        assert grant_refresh(grant=grant).outcome == RefreshOutcome.REFRESHED
+
+
+def test_a_sweep_costs_at_most_four_queries_per_refresh(tenant, amazon_calls, django_assert_max_num_queries):
+    from sellers.services.tokens import grants_refresh
+
+    ids = [connected(tenant, f"S{i}", expires_in=60)[1].pk for i in range(10)]
+    amazon_calls.script(url_contains="/auth/o2/token", body={"access_token": "Atza|n", "expires_in": 3600}, times=None)
+    with django_assert_max_num_queries(4 * len(ids) + 1):  # + the batch read
+        summary = grants_refresh(grant_ids=ids)
+    assert summary.counts[RefreshOutcome.REFRESHED] == 10
+    assert Grant.objects.filter(pk__in=ids, version=2, refresh_count=1).count() == 10
+
+
 def test_second_refresh_of_a_fresh_token_is_a_no_op(tenant, amazon_calls):
     _, grant = connected(tenant, expires_in=600)  # inside the 15-minute refresh window
     first = grant_refresh(grant=grant)

@@ -62,6 +62,7 @@ BACKOFF_CAP_SECONDS = 3600
 # How long a caller waits for another process's refresh of the same grant before giving up.
 LOCK_WAIT_SECONDS = 60.0
 CACHE_MAX_ENTRIES = 50_000
+BATCH_SIZE = 200  # grants loaded per query by sweeps
 
 
 class RefreshOutcome(models.TextChoices):
@@ -248,11 +249,31 @@ def _backoff(failures: int, retry_after: float | None) -> timedelta:
 
 
 def _read_for_refresh(grant_id: int) -> Grant | None:
-    qs = Grant.objects.select_related("seller__tenant").defer("mws_auth_token", "seller__tenant__webhook_secret")
+    qs = Grant.objects.select_related("seller__tenant").filter(pk=grant_id)
     if connection.features.has_select_for_update:
         # Lock the grant row only: locking the joined tenant row would serialise its sellers.
         qs = qs.select_for_update(of=("self",))
-    return qs.filter(pk=grant_id).first()
+    # Iterate rather than .first(): no ORDER BY to compile for a primary-key lookup.
+    return next(iter(qs), None)
+
+
+# Fields that change without a version bump (failure bookkeeping) or that decide a refresh.
+_VOLATILE = ("version", "status", "access_token_expires_at", "next_attempt_at", "consecutive_failures", "failing_since", "last_error")
+
+
+def _reread(preloaded: Grant) -> Grant | None:
+    """Under the lock, check a grant loaded in bulk moments ago: one narrow query when unchanged."""
+    qs = Grant.objects.filter(pk=preloaded.pk)
+    if connection.features.has_select_for_update:
+        qs = qs.select_for_update(of=("self",))
+    row = next(iter(qs.values_list(*_VOLATILE)), None)
+    if row is None:
+        return None
+    if row[0] != preloaded.version:
+        return _read_for_refresh(preloaded.pk)  # its tokens changed: read them again
+    for name, value in zip(_VOLATILE, row):
+        setattr(preloaded, name, value)
+    return preloaded
 
 
 def _token_is_fresh(grant: Grant, now: datetime, margin: timedelta) -> bool:
@@ -267,13 +288,14 @@ def _refresh(
     fresh_margin: timedelta,
     respect_backoff: bool,
     stale_token: str | None = None,
+    preloaded: Grant | None = None,
 ) -> RefreshResult:
     with _grant_lock(grant_id):
         # PostgreSQL: the transaction holds the row lock across the LWA call. SQLite: no
         # transaction here (the byte lock serialises), only short ones for the writes.
         guard = transaction.atomic() if connection.features.has_select_for_update else contextlib.nullcontext()
         with guard:
-            grant = _read_for_refresh(grant_id)
+            grant = _reread(preloaded) if preloaded is not None else _read_for_refresh(grant_id)
             if grant is None:
                 return RefreshResult(RefreshOutcome.SKIPPED, "The grant no longer exists.")
             now = timezone.now()
@@ -318,12 +340,13 @@ def _on_success(grant: Grant, token: amazon.TokenResponse) -> RefreshResult:
         access_token=token.access_token,
         access_token_expires_at=expires_at,
         last_refreshed_at=now,
-        refresh_count=F("refresh_count") + 1,
+        # Plain values, not F(): the row is locked (or the update below is conditional on version).
+        refresh_count=grant.refresh_count + 1,
         consecutive_failures=0,
         failing_since=None,
         next_attempt_at=None,
         last_error="",
-        version=F("version") + 1,
+        version=grant.version + 1,
         updated_at=now,
     )
     rotated = bool(token.refresh_token) and token.refresh_token != grant.refresh_token
@@ -339,7 +362,9 @@ def _on_success(grant: Grant, token: amazon.TokenResponse) -> RefreshResult:
         else:
             new_scopes = None
     was_failing = grant.failing_since is not None
-    with transaction.atomic():
+    # The routine case is one UPDATE (atomic by itself); follow-up writes share a transaction.
+    follow_ups = was_failing or new_scopes is not None or tenant.credentials_failing_since is not None
+    with transaction.atomic() if follow_ups else contextlib.nullcontext():
         updated = Grant.objects.filter(pk=grant.pk, version=grant.version, status=Grant.Status.ACTIVE).update(**values)
         if not updated:
             return RefreshResult(
@@ -578,17 +603,27 @@ def grants_refresh(
     summary = RefreshSummary()
     lock = threading.Lock()
 
-    def one(grant_id: int) -> None:
-        result = _refresh(grant_id, actor=actor, force=force, fresh_margin=_window(), respect_backoff=True)
-        with lock:
-            summary.add(result)
-            if on_result is not None:
-                on_result(grant_id, result)
+    def batch(chunk: list[int]) -> None:
+        # One query loads a batch with sellers and tenants; under each grant's lock a narrow
+        # query then confirms the row did not change meanwhile (else it is read again).
+        loaded = Grant.objects.select_related("seller__tenant").in_bulk(chunk)
+        for grant_id in chunk:
+            result = _refresh(
+                grant_id, actor=actor, force=force, fresh_margin=_window(), respect_backoff=True,
+                preloaded=loaded.get(grant_id),
+            ) if grant_id in loaded else RefreshResult(RefreshOutcome.SKIPPED, "The grant no longer exists.")
+            with lock:
+                summary.add(result)
+                if on_result is not None:
+                    on_result(grant_id, result)
+
+    def one_by_one(chunk: list[int]) -> None:
+        for start in range(0, len(chunk), BATCH_SIZE):
+            batch(chunk[start : start + BATCH_SIZE])
 
     ids = list(grant_ids)
     if workers <= 1:
-        for grant_id in ids:
-            one(grant_id)
+        one_by_one(ids)
         return summary
 
     from concurrent.futures import ThreadPoolExecutor
@@ -597,8 +632,7 @@ def grants_refresh(
 
     def run(chunk: list[int]) -> None:
         try:
-            for grant_id in chunk:
-                one(grant_id)
+            one_by_one(chunk)
         finally:
             connections.close_all()  # this thread's connections
 
