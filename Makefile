@@ -30,8 +30,22 @@ run: setup ## Set everything up and serve http://127.0.0.1:8000 with the local A
 	@$(PY) manage.py invite --tenant demo --name "Demo Seller" --email seller@example.com | tail -n1 | sed 's/^/Invitation link for a demo seller: /'
 	@bash bin/run_dev.sh $(HOST) $(PORT)
 
-test: install ## Run the test suite (SQLite and the ORM broker unless DATABASE_URL/REDIS_URL say otherwise)
+# axe-core for the browser tests' accessibility check, pinned in package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+		echo "npm not found: the browser tests cannot run their accessibility check (install Node.js and npm)."; \
+	fi
+
+test: install node_modules/.installed ## Run the test suite, browser tests included (SQLite and the ORM broker unless DATABASE_URL/REDIS_URL say otherwise)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-browser: install node_modules/.installed ## Run only the browser tests (Chromium at /usr/bin/chromium), one line each
+	$(PY) -m pytest -v -m browser tests/browser $(PYTEST_ARGS)
+
+serve: install ## Production: migrate, collect static, then gunicorn + qcluster (env: docs/deployment.md)
+	bin/serve.sh all
 
 bench: install ## Run every benchmark script (bench/bench_*.py) and write docs/benchmarks.md
 	@set -e; for script in bench/bench_*.py; do \
@@ -40,4 +54,4 @@ bench: install ## Run every benchmark script (bench/bench_*.py) and write docs/b
 		$(PY) $$script; \
 	done
 
-.PHONY: help install setup run test bench
+.PHONY: help install setup run test test-browser serve bench
