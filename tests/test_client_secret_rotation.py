@@ -196,7 +196,7 @@ def test_expiry_notification_records_the_date_and_warns_owners(tenant, owner, dj
     with django_capture_on_commit_callbacks(execute=True):
         out = ingest(expiry_notification(tenant.client_id, days=30), via_stdin=True)
     tenant.refresh_from_db()
-    assert timedelta(days=29) < tenant.client_secret_expires_at - timezone.now() <= timedelta(days=30)
+    assert timedelta(days=29) < tenant.client_secret_expires_at - timezone.now() < timedelta(days=30, seconds=1)
     assert tenant.client_secret == OLD  # nothing to install yet
     event = Event.objects.get(kind=Event.Kind.SECRET_EXPIRY_NOTICE)
     assert event.data["reason"] == "PERIODIC_ROTATION"

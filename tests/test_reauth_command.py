@@ -246,3 +246,27 @@ def test_query_count_does_not_grow_with_the_number_of_sellers(tenant):
         return len(ctx.captured_queries)
 
     assert count_for(3, "small") == count_for(40, "large")
+
+
+def test_a_failed_email_is_not_marked_sent_and_the_next_run_retries_it(fleet, monkeypatch):
+    import smtplib
+
+    from django.core.mail.backends.locmem import EmailBackend
+
+    real = EmailBackend.send_messages
+
+    def flaky(self, messages):
+        if messages[0].to == ["revoked@example.com"]:
+            raise smtplib.SMTPRecipientsRefused({"revoked@example.com": (450, b"try later")})
+        return real(self, messages)
+
+    monkeypatch.setattr(EmailBackend, "send_messages", flaky)
+    out = run("--tenant", "acme", "--status", "revoked,partial", "--send-email")
+    assert "Emailed 1; not emailed: email failed 1." in out
+    assert Invitation.objects.get(seller=fleet["revoked"]).last_emailed_at is None
+    assert not Event.objects.filter(kind=Event.Kind.REAUTH_LINK_EMAILED, seller=fleet["revoked"]).exists()
+
+    monkeypatch.setattr(EmailBackend, "send_messages", real)
+    mail.outbox.clear()
+    assert "Emailed 1; not emailed: already emailed 1." in run("--tenant", "acme", "--status", "revoked,partial", "--send-email")
+    assert [m.to for m in mail.outbox] == [["revoked@example.com"]]

@@ -248,20 +248,28 @@ def _send_emails(
                 notes[seller.id] = "emailed meanwhile by another run"
     if not claimed:
         return notes
+    def give_back(seller: Seller, invitation: Invitation, previous: datetime | None) -> None:
+        # Not sent: release the claim so the next run tries again.
+        Invitation.objects.filter(pk=invitation.pk, last_emailed_at=now).update(last_emailed_at=previous)
+        notes[seller.id] = "email failed"
+
     sent: list[tuple[Seller, Invitation]] = []
     # One connection for the chunk: an SMTP handshake per seller would dominate a large campaign.
     connection = get_connection()
     try:
         connection.open()
+    except OSError as exc:  # smtplib errors are OSErrors
+        logger.warning("Cannot reach the mail server for a re-authorization campaign: %s", type(exc).__name__)
+        for seller, invitation, _, previous in claimed:
+            give_back(seller, invitation, previous)
+        return notes
+    try:
         for seller, invitation, missing, previous in claimed:
             try:
                 connection.send_messages([_email_message(seller=seller, tenant=tenant, invitation=invitation, missing=missing)])
-            except (OSError, ValueError) as exc:  # smtplib errors are OSErrors
+            except (OSError, ValueError) as exc:  # ValueError: a header Django refuses to send
                 logger.warning("Re-authorization email to seller %s failed: %s", seller.pk, type(exc).__name__)
-                # Give the claim back so the next run tries again.
-                restore = Q(last_emailed_at=now)
-                Invitation.objects.filter(restore, pk=invitation.pk).update(last_emailed_at=previous)
-                notes[seller.id] = "email failed"
+                give_back(seller, invitation, previous)
                 continue
             invitation.last_emailed_at = now
             sent.append((seller, invitation))
