@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Exists, OuterRef
 from django.forms.models import BaseInlineFormSet
@@ -41,6 +42,7 @@ from sellers.services.exports import required_scopes_by_tenant, seller_records
 from sellers.services.grants import grant_mark_revoked
 from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create, reauthorization_link_send
 from sellers.services.requirements import tenant_requirements_changed
+from sellers.services.rotation import ClientSecretError, client_secret_install
 from sellers.services.status import missing_required_scopes, required_scopes_for
 from sellers.tenancy import Role, tenant_access, tenant_access_forget, visible_users_q
 
@@ -828,12 +830,15 @@ class TenantForm(forms.ModelForm):
     new_client_secret = forms.CharField(
         required=False,
         strip=True,
+        max_length=1000,
+        # LWA secrets are one token; a space means a paste went wrong.
+        validators=[RegexValidator(r"^\S*$", "A client secret is one line without spaces.")],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Set a new LWA client secret. The current one is kept as the previous secret "
-        "(tried on invalid_client) until it expires. Leave empty to keep the current secret.",
+        "(tried on invalid_client) for a few days. Leave empty to keep the current secret.",
     )
     new_client_secret_expires_at = forms.DateTimeField(
-        required=False, help_text="When Amazon expires the new secret (180 days after issue). Optional."
+        required=False, help_text="When Amazon expires the new secret. Empty: 180 days from now."
     )
     new_webhook_secret = forms.CharField(
         required=False,
@@ -941,20 +946,22 @@ class TenantAdmin(TenantScopedAdmin):
         new_webhook = form.cleaned_data.get("new_webhook_secret")
         obj.save()
         if new_secret:
-            current = Tenant.objects.filter(pk=obj.pk).only("client_secret", "client_secret_expires_at").get()
-            update = {
-                "client_secret": new_secret,
-                "client_secret_expires_at": form.cleaned_data.get("new_client_secret_expires_at"),
-            }
-            if current.client_secret and current.client_secret != new_secret:
-                # Amazon keeps the old secret valid until its own expiry: keep trying it till then.
-                update["previous_client_secret"] = current.client_secret
-                update["previous_client_secret_expires_at"] = current.client_secret_expires_at
-            for key, value in update.items():
-                setattr(obj, key, value)
-            obj.save(update_fields=list(update))
-            event_record(tenant=obj, kind=Event.Kind.SECRET_ROTATED, detail="Client secret set in the admin.", actor=actor)
-            self.message_user(request, "The new client secret is stored (it will not be shown again).")
+            try:
+                installed = client_secret_install(
+                    tenant=obj,
+                    secret=new_secret,
+                    expires_at=form.cleaned_data.get("new_client_secret_expires_at"),
+                    actor=actor,
+                    source="admin",
+                )
+            except ClientSecretError as exc:
+                self.message_user(request, f"The client secret was not changed: {exc}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    "The new client secret is stored (it will not be shown again); the previous one is still "
+                    "accepted for a few days." if installed else "That client secret is already the current one.",
+                )
         if new_webhook:
             obj.webhook_secret = new_webhook
             obj.save(update_fields=["webhook_secret"])

@@ -122,6 +122,15 @@ def test_setting_a_new_client_secret_keeps_the_previous_one(acme, owner, client)
     assert "previous secret kept" in html
 
 
+def test_a_malformed_secret_is_refused_and_not_echoed(acme, owner, client):
+    response = client.post(change_url(acme), post_data(acme, new_client_secret="two words-secret-xyz"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "A client secret is one line without spaces." in html and "two words-secret" not in html
+    acme.refresh_from_db()
+    assert acme.client_secret == "secret-acme-0123456789"
+
+
 def test_an_empty_secret_field_keeps_the_secrets(acme, owner, client):
     saved(client.post(change_url(acme), post_data(acme, name="Acme Renamed")))
     acme.refresh_from_db()
