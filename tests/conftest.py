@@ -38,6 +38,16 @@ requires_postgres = pytest.mark.skipif(
 )
 
 
+def pytest_report_header(config):
+    """Which backends this run uses, so a CI log shows what was tested."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    broker = "redis" if settings.Q_CLUSTER.get("redis") else "orm"
+    cache = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    return f"backends: database {db['ENGINE'].rsplit('.', 1)[-1]} ({db['NAME']}), cache {cache}, django-q2 broker {broker}"
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `@pytest.mark.postgres` tests, saying why, unless the database is PostgreSQL."""
     from django.db import connection
