@@ -444,6 +444,23 @@ def flight_worker(grant_id: int, threads: int, start_at: float) -> None:
     print(json.dumps({"tokens": tokens, "errors": errors}))
 
 
+def postgres_recreate(url: str, *, create: bool = True) -> None:
+    """Drop (and create) the benchmark's own PostgreSQL database; refuses other names."""
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    if not name.endswith("_bench") or not name.replace("_", "").isalnum():
+        raise SystemExit("--database-url must name a database ending in _bench (it is dropped and created).")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -464,6 +481,8 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=4, help="gunicorn workers serving the sandbox (default 4).")
     parser.add_argument("--sqlite-wal", action="store_true",
                         help="Put spconnect's SQLite file in WAL mode (default: SQLite's rollback journal, as shipped).")
+    parser.add_argument("--database-url", help="Run spconnect's side on this PostgreSQL database instead (its name must "
+                        "end in _bench: it is created afresh and dropped afterwards). Results go to section tokens-postgresql.")
     parser.add_argument("--no-write", action="store_true", help="Print the report instead of writing docs/benchmarks.md.")
     parser.add_argument("--flight-worker", nargs=3, metavar=("GRANT_ID", "THREADS", "START_AT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -477,6 +496,9 @@ def main() -> None:
     os.environ.update(base_env(tmp, port))
     if args.sqlite_wal:
         os.environ["BENCH_CLIENT_WAL"] = "1"
+    if args.database_url:
+        postgres_recreate(args.database_url)
+        os.environ["DATABASE_URL"] = args.database_url
     server = None
     try:
         import django
@@ -510,15 +532,21 @@ def main() -> None:
         print("sweep:", json.dumps(sweep, default=str), flush=True)
         flight = bench_single_flight(data["flight"])
         print("single flight:", json.dumps(flight, default=str), flush=True)
-        database = "SQLite file in WAL mode" if args.sqlite_wal else "SQLite file with its default rollback journal (as shipped)"
+        if args.database_url:
+            database = "PostgreSQL (local, default configuration)"
+        elif args.sqlite_wal:
+            database = "SQLite file in WAL mode"
+        else:
+            database = "SQLite file with its default rollback journal (as shipped)"
         markdown = report(hot, sweep, flight, database, args.server_workers)
         if args.no_write:
             print(markdown)
         else:
             from _report import write_section
 
-            write_section("tokens", markdown)
-            print("wrote docs/benchmarks.md (section tokens)")
+            section = "tokens-postgresql" if args.database_url else "tokens"
+            write_section(section, markdown)
+            print(f"wrote docs/benchmarks.md (section {section})")
         failures = [e for e in flight["threads"]["errors"] + flight["processes"]["errors"]]
         if failures:
             raise SystemExit(f"single flight errors: {failures[:3]}")
@@ -530,6 +558,11 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+        if args.database_url:
+            from django.db import connections
+
+            connections.close_all()
+            postgres_recreate(args.database_url, create=False)
 
 
 if __name__ == "__main__":

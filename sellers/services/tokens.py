@@ -15,9 +15,9 @@ request reaches LWA and everybody else uses its answer:
   whole tenant). Whoever waited on the row lock re-reads a token that is already fresh.
 * SQLite has no row locks, and holding its database-wide write lock across an HTTP call would
   stall every writer (including the local sandbox answering that very call from the same
-  file). Processes sharing a database file instead take a POSIX byte-range lock on a file beside
-  it, one byte per grant id, re-read the row after getting it and write the result in a short
-  transaction. An in-memory database cannot be shared by processes, so the thread lock suffices.
+  file). Processes sharing a database file instead take a POSIX byte-range lock, one byte per
+  grant id, on a lock file named after the database's path, re-read the row after getting it
+  and write the result in a short transaction. An in-memory database cannot be shared by processes, so the thread lock suffices.
 * every write is conditional on the version read under the lock, so a grant that staff revoked
   or a seller re-authorized meanwhile is never overwritten with a token from an older grant.
 """
@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import random
+import tempfile
 import threading
 import time
 import weakref
@@ -174,10 +176,15 @@ _lock_files: dict[tuple[int, str], int] = {}
 
 
 def _sqlite_lock_file() -> int | None:
-    """A descriptor of `<database>.grant-locks` for a file SQLite database, else None."""
+    """A descriptor of the lock file of this SQLite database file, else None.
+
+    It lives in the temporary directory, named after the database's real path, so every process
+    on the machine using that database finds the same file and the working tree stays clean.
+    """
     if connection.vendor != "sqlite" or connection.is_in_memory_db():
         return None
-    path = f"{connection.settings_dict['NAME']}.grant-locks"
+    real = os.path.realpath(str(connection.settings_dict["NAME"]))
+    path = os.path.join(tempfile.gettempdir(), f"spconnect-grant-locks-{hashlib.sha256(real.encode()).hexdigest()[:24]}")
     # POSIX locks belong to a process; a forked worker opens its own descriptor. Descriptors are
     # never closed: closing any descriptor of a file drops all of the process's locks on it.
     key = (os.getpid(), path)
