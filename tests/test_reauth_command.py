@@ -270,3 +270,22 @@ def test_a_failed_email_is_not_marked_sent_and_the_next_run_retries_it(fleet, mo
     mail.outbox.clear()
     assert "Emailed 1; not emailed: already emailed 1." in run("--tenant", "acme", "--status", "revoked,partial", "--send-email")
     assert [m.to for m in mail.outbox] == [["revoked@example.com"]]
+
+
+def test_a_link_created_by_a_concurrent_run_is_used_not_duplicated(fleet, monkeypatch):
+    from sellers.services import campaigns
+
+    meanwhile, _ = reauthorization_link_get_or_create(seller=fleet["revoked"], actor="staff:ann")
+    real = campaigns._open_links
+    calls = []
+
+    def stale_first_read(ids, now):
+        calls.append(ids)
+        return {} if len(calls) == 1 else real(ids, now)  # the first read predates the other run
+
+    monkeypatch.setattr(campaigns, "_open_links", stale_first_read)
+    out = run("--tenant", "acme", "--status", "revoked,partial", "--send-email")
+    assert len(calls) == 2
+    assert "created 1 link(s), reused 1." in out
+    assert list(Invitation.objects.filter(seller=fleet["revoked"])) == [meanwhile]
+    assert meanwhile.url in next(m.body for m in mail.outbox if m.to == ["revoked@example.com"])

@@ -176,40 +176,69 @@ def _missing(*, grant: Grant | None, required: list[str], selection: ReauthSelec
     return missing, any(s not in have for s in selection.missing_scopes)
 
 
-def _build_links(sellers: list[Seller], *, has_grant: set[int], actor: str, now: datetime) -> dict[int, Invitation]:
-    """Create one link per seller with its REAUTH_LINK_CREATED event, two INSERTs per chunk."""
+OPEN_LINK_FIELDS = ("id", "tenant_id", "seller_id", "purpose", "token", "expires_at", "last_emailed_at")
+
+
+def _open_links(seller_ids: list[int], now: datetime) -> dict[int, Invitation]:
+    """Each seller's newest unexpired, uncompleted link (as reauthorization_link_get_or_create)."""
+    found: dict[int, Invitation] = {}
+    for invitation in (
+        Invitation.objects.filter(seller_id__in=seller_ids, expires_at__gt=now, completed_at__isnull=True)
+        .only(*OPEN_LINK_FIELDS)
+        .order_by("seller_id", "-expires_at")
+    ):
+        found.setdefault(invitation.seller_id, invitation)
+    return found
+
+
+def _build_links(
+    sellers: list[Seller], *, has_grant: set[int], actor: str, now: datetime
+) -> tuple[dict[int, Invitation], dict[int, Invitation]]:
+    """Create one link per seller with its REAUTH_LINK_CREATED event, two INSERTs per chunk.
+
+    Returns (created, found): a link another run created meanwhile is used, not duplicated.
+    """
     expires_at = now + timedelta(days=settings.SPCONNECT_INVITATION_TTL_DAYS)
-    invitations = []
-    for seller in sellers:
-        token = secrets.token_urlsafe(32)
-        invitations.append(
-            Invitation(
-                tenant_id=seller.tenant_id,
-                seller_id=seller.id,
-                # As reauthorization_link_get_or_create: a seller never connected gets onboarding.
-                purpose=Invitation.Purpose.REAUTHORIZATION if seller.id in has_grant else Invitation.Purpose.ONBOARDING,
-                token=token,
-                token_hash=token_hash(token),
-                expires_at=expires_at,
-                created_by=actor[:150],
-            )
-        )
-    events = [
-        Event(
-            tenant_id=seller.tenant_id,
-            seller_id=seller.id,
-            kind=Event.Kind.REAUTH_LINK_CREATED,
-            detail=f"Link valid until {expires_at:%Y-%m-%d}.",
-            data={"campaign": True},
-            actor=actor[:150],
-            created_at=now,
-        )
-        for seller in sellers
-    ]
+    ids = [s.id for s in sellers]
     with transaction.atomic():
+        # PostgreSQL: lock the chunk's sellers (in id order, so two runs cannot deadlock) and look
+        # again, so two campaigns running at once give a seller one link, not two. SQLite
+        # serialises writers by itself and ignores the lock.
+        list(Seller.objects.select_for_update().filter(id__in=ids).order_by("id").values_list("id", flat=True))
+        found = _open_links(ids, now)
+        invitations = []
+        for seller in sellers:
+            if seller.id in found:
+                continue
+            token = secrets.token_urlsafe(32)
+            invitations.append(
+                Invitation(
+                    tenant_id=seller.tenant_id,
+                    seller_id=seller.id,
+                    # As reauthorization_link_get_or_create: a seller never connected gets onboarding.
+                    purpose=Invitation.Purpose.REAUTHORIZATION if seller.id in has_grant else Invitation.Purpose.ONBOARDING,
+                    token=token,
+                    token_hash=token_hash(token),
+                    expires_at=expires_at,
+                    created_by=actor[:150],
+                )
+            )
         Invitation.objects.bulk_create(invitations)
-        Event.objects.bulk_create(events)
-    return {inv.seller_id: inv for inv in invitations}
+        Event.objects.bulk_create(
+            [
+                Event(
+                    tenant_id=inv.tenant_id,
+                    seller_id=inv.seller_id,
+                    kind=Event.Kind.REAUTH_LINK_CREATED,
+                    detail=f"Link valid until {expires_at:%Y-%m-%d}.",
+                    data={"campaign": True},
+                    actor=actor[:150],
+                    created_at=now,
+                )
+                for inv in invitations
+            ]
+        )
+    return {inv.seller_id: inv for inv in invitations}, found
 
 
 def _email_message(*, seller: Seller, tenant: Tenant, invitation: Invitation, missing: list[str]) -> EmailMessage:
@@ -326,20 +355,12 @@ def reauth_run(
             missing, keep = _missing(grant=grants.get(seller.id), required=required, selection=selection)
             if keep:
                 matched.append((seller, missing))
-        open_links: dict[int, Invitation] = {}
-        if matched:
-            for invitation in (
-                Invitation.objects.filter(
-                    seller_id__in=[s.id for s, _ in matched], expires_at__gt=now, completed_at__isnull=True
-                )
-                .only("id", "tenant_id", "seller_id", "purpose", "token", "expires_at", "last_emailed_at")
-                .order_by("seller_id", "-expires_at")
-            ):
-                open_links.setdefault(invitation.seller_id, invitation)  # the newest unexpired one
+        open_links = _open_links([s.id for s, _ in matched], now) if matched else {}
         without = [s for s, _ in matched if s.id not in open_links]
         created: dict[int, Invitation] = {}
         if without and not dry_run:
-            created = _build_links(without, has_grant=set(grants), actor=actor, now=now)
+            created, found = _build_links(without, has_grant=set(grants), actor=actor, now=now)
+            open_links.update(found)
 
         rows: list[ReauthRow] = []
         todo: list[tuple[Seller, Invitation, list[str]]] = []
