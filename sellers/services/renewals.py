@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,8 +31,6 @@ from .exports import required_scopes_by_tenant
 from .notifications import notify_staff
 from .requirements import STATUS_GRANT_FIELDS
 from .status import seller_status_sync
-
-logger = logging.getLogger(__name__)
 
 # Sellers listed per section of the digest; the rest are counted ("and 120 more").
 DIGEST_LIST_LIMIT = 25
