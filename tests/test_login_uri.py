@@ -234,3 +234,30 @@ def test_sandbox_callback_page_refuses_a_forged_amazon_state(client, tenant):
         {"amazon_state": "forged", "state": "s", "redirect_uri": "http://testserver/authflow/callback/"},
     )
     assert response.status_code == 400 and "MD9300" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_amazon_initiated_flow_over_real_http(live_amazon, tenant, amazon_calls):
+    import requests
+
+    browser = requests.Session()
+    consent = browser.get(
+        f"{live_amazon}/sandbox/start-from-amazon/",
+        params={"tenant": str(tenant.public_id), "region": "eu", "selling_partner_id": "A1LIVEHTTP"},
+        timeout=10,
+    )
+    hops = [r.url.split("?")[0] for r in consent.history]
+    assert hops == [f"{live_amazon}/sandbox/start-from-amazon/", f"{live_amazon}/authflow/login/{tenant.public_id}/"]
+    assert consent.status_code == 200 and "Local sandbox" in consent.text
+    form = parse_form(consent.text)
+    data = {n: v for n, v, kind, _ in form["fields"] if kind != "checkbox"}
+    data["scope"] = [v for n, v, kind, _ in form["fields"] if kind == "checkbox"]
+    data["decision"] = "approve"
+    back = browser.post(consent.url.split("?")[0], data=data, allow_redirects=False, timeout=10)
+    assert back.status_code == 302 and back.headers["Location"].startswith(f"{live_amazon}/authflow/callback/?")
+    final = browser.get(back.headers["Location"], timeout=20)
+    assert final.status_code == 200 and final.url == f"{live_amazon}/authflow/result/"
+    seller = Seller.objects.get(tenant=tenant, selling_partner_id="A1LIVEHTTP")
+    assert seller.region == "eu" and seller.status == Seller.Status.ACTIVE
+    assert [c.grant_type for c in amazon_calls.token_calls] == ["authorization_code"]
+    assert amazon_calls.token_calls[0].url.startswith(live_amazon)
