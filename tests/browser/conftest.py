@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ ARTIFACTS = ROOT / "artifacts" / "browser"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
-
-
-def pytest_report_header(config):
-    if not CHROMIUM.exists():
-        return f"browser: no Chromium at {CHROMIUM}"
-    try:
-        version = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        version = f"unreadable ({type(exc).__name__})"
-    return f"browser: {version} at {CHROMIUM}; axe-core {'present' if AXE.exists() else 'MISSING'}"
 
 
 def _missing(what: str) -> None:
