@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
-from sellers.models import Event, Invitation, Seller, Tenant
+from sellers.models import Event, Grant, Invitation, Seller, Tenant
 from sellers.scopes import validate_scopes
 from sellers.services.credentials import tenant_lwa_call
 from sellers.services.events import event_record
 from sellers.services.grants import AuthorizationOutcome, grant_store_authorization
+from sellers.services.identity import grant_same_account_check
 
 from .models import OAuthState
 
@@ -37,6 +40,9 @@ def browser_binding(session, *, create: bool) -> str | None:
     value = session.get(SESSION_BINDING_KEY)
     if value is None and create:
         value = secrets.token_urlsafe(32)
+        if session.session_key:
+            # A session id someone planted before this point must not carry the binding.
+            session.cycle_key()
         session[SESSION_BINDING_KEY] = value
     return value
 
@@ -171,13 +177,19 @@ class CallbackFailed(Exception):
         super().__init__(kind)
 
 
-def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> Seller:
-    """Which seller the authorization attaches to, refusing claims that would hijack another.
+SELLING_PARTNER_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
+
+
+def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> tuple[Seller | None, str]:
+    """(seller, selling_partner_id) the authorization attaches to; seller None: create one.
 
     `selling_partner_id` is not signed by Amazon: it must never move tokens onto a seller that
-    is already connected to a different Amazon account.
+    is already connected to a different Amazon account. Nothing is written here; a new seller
+    is only created once the code exchange succeeded.
     """
     tenant = state.tenant
+    if selling_partner_id and not SELLING_PARTNER_ID_RE.match(selling_partner_id):
+        raise CallbackFailed("error", "Amazon's answer named an invalid seller account.", state=state)
     if state.flow == OAuthState.Flow.AMAZON:
         claimed = state.claimed_selling_partner_id
         if claimed and selling_partner_id and claimed != selling_partner_id:
@@ -186,17 +198,16 @@ def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> Selle
         if not spid:
             raise CallbackFailed("error", "Amazon did not say which seller account was authorized.", state=state)
         seller = Seller.objects.filter(tenant=tenant, region=state.region, selling_partner_id=spid).first()
-        if seller is None:
-            seller = Seller.objects.create(
-                tenant=tenant, region=state.region, selling_partner_id=spid, name=f"Amazon seller {spid}"
-            )
-        return seller
+        return seller, spid
 
     seller = state.seller
     if seller is None:
         raise CallbackFailed("error", "This sign-in attempt is not linked to a seller.", state=state)
     if not selling_partner_id:
-        return seller  # The seed's flow names no account; keep whatever we know.
+        if seller.selling_partner_id and Grant.objects.filter(seller=seller).exists():
+            # A connected seller's renewal must name the account, or anyone could swap it.
+            raise CallbackFailed("account_mismatch", "Amazon's answer did not name the seller account. Please start again.", state=state)
+        return seller, ""  # The seed's flow names no account; keep whatever we know.
     if seller.selling_partner_id and seller.selling_partner_id != selling_partner_id:
         raise CallbackFailed(
             "account_mismatch",
@@ -217,14 +228,22 @@ def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> Selle
                 "Ask the agency for that seller's re-authorization link.",
                 state=state,
             )
-    return seller
+    return seller, selling_partner_id
 
 
+def _record(*, state: OAuthState, seller: Seller | None, **kwargs) -> None:
+    if seller is not None:
+        event_record(seller=seller, **kwargs)
+    else:
+        event_record(tenant=state.tenant, **kwargs)
+
+
+@sensitive_variables("code", "token")
 def callback_complete(
     *, state: OAuthState, code: str, selling_partner_id: str = "", mws_auth_token: str = ""
 ) -> AuthorizationOutcome:
     """Exchange the code and store the grant. On any failure the stored grant is untouched."""
-    seller = _seller_for_callback(state=state, selling_partner_id=selling_partner_id)
+    seller, spid = _seller_for_callback(state=state, selling_partner_id=selling_partner_id)
     tenant = state.tenant
     try:
         token = tenant_lwa_call(
@@ -239,14 +258,15 @@ def callback_complete(
         if not token.refresh_token:
             raise amazon.LwaTransient("malformed_response", "LWA answered without a refresh token.")
     except amazon.LwaError as exc:
-        event_record(
+        _record(
+            state=state,
             seller=seller,
             kind=Event.Kind.EXCHANGE_FAILED,
             detail=f"{exc.error}: {exc.description}"[:500],
-            data={"error": exc.error, "http_status": exc.status_code},
+            data={"error": exc.error, "http_status": exc.status_code, "selling_partner_id": spid},
             actor="amazon",
         )
-        logger.warning("Code exchange failed for seller %s: %s", seller.pk, exc.error)
+        logger.warning("Code exchange failed for tenant %s: %s", tenant.pk, exc.error)
         if isinstance(exc, amazon.LwaInvalidClient):
             from sellers.services.tenants import tenant_credentials_failed
 
@@ -258,25 +278,61 @@ def callback_complete(
             message = "Amazon could not be reached to finish the connection. Please try again in a few minutes."
         raise CallbackFailed("exchange_failed", message, status_code=502 if exc.transient else 400, state=state) from None
 
-    with transaction.atomic():
-        outcome = grant_store_authorization(
-            seller=seller,
-            token=token,
-            selling_partner_id=selling_partner_id or state.claimed_selling_partner_id,
-            mws_auth_token=mws_auth_token,
-            optional_scopes=[s for s in state.requested_scopes],
-        )
-        if state.invitation_id and not outcome.missing_required:
-            Invitation.objects.filter(pk=state.invitation_id, completed_at__isnull=True).update(completed_at=timezone.now())
+    existing = Grant.objects.filter(seller=seller).first() if seller is not None else None
+    verification = ""
+    if existing is not None and existing.status == Grant.Status.ACTIVE:
+        verdict = grant_same_account_check(grant=existing, region=seller.region, new_access_token=token.access_token)
+        if verdict.same is False:
+            _record(
+                state=state,
+                seller=seller,
+                kind=Event.Kind.EXCHANGE_FAILED,
+                detail=f"Refused to replace the grant: {verdict.detail}",
+                data={"error": "account_mismatch", "selling_partner_id": spid},
+                actor="seller",
+            )
+            raise CallbackFailed(
+                "account_mismatch",
+                "You signed in with a different Amazon account than the one connected before. "
+                "Sign in with the original account, or contact the agency.",
+                state=state,
+            )
+        verification = verdict.detail
+
+    try:
+        with transaction.atomic():
+            if seller is None:
+                seller = Seller.objects.create(
+                    tenant=tenant, region=state.region, selling_partner_id=spid, name=f"Amazon seller {spid}"
+                )
+            outcome = grant_store_authorization(
+                seller=seller,
+                token=token,
+                selling_partner_id=spid,
+                mws_auth_token=mws_auth_token,
+                optional_scopes=[s for s in state.requested_scopes],
+                verification=verification,
+            )
+            if state.invitation_id and not outcome.missing_required:
+                Invitation.objects.filter(pk=state.invitation_id, completed_at__isnull=True).update(completed_at=timezone.now())
+    except IntegrityError:
+        # Two callbacks created the same (tenant, region, selling_partner_id) at once.
+        raise CallbackFailed("error", "This account was connected at the same moment in another window. Please start again.", state=state) from None
     return outcome
 
 
+KNOWN_CONSENT_ERRORS = {
+    "access_denied", "invalid_scope", "invalid_request", "unauthorized_client", "server_error",
+    "temporarily_unavailable", "unsupported_response_type",
+}
+
+
 def callback_error_record(*, state: OAuthState, error: str, description: str) -> None:
-    """Amazon sent the seller back with an error (declined, invalid scope, …)."""
-    seller = state.seller
-    kind = Event.Kind.DENIED if error == "access_denied" else Event.Kind.CONSENT_ERROR
-    detail = "The seller declined on Amazon's consent page." if kind == Event.Kind.DENIED else f"{error}: {description}"
-    if seller is not None:
-        event_record(seller=seller, kind=kind, detail=detail[:500], data={"error": error}, actor="seller")
-    else:
-        event_record(tenant=state.tenant, kind=kind, detail=detail[:500], data={"error": error}, actor="seller")
+    """Amazon sent the seller back with an error (declined, invalid scope, …).
+
+    Only known error codes are recorded: the parameters come from the browser, not from Amazon.
+    """
+    code = error if error in KNOWN_CONSENT_ERRORS else "unknown_error"
+    kind = Event.Kind.DENIED if code == "access_denied" else Event.Kind.CONSENT_ERROR
+    detail = "The seller declined on Amazon's consent page." if kind == Event.Kind.DENIED else f"Amazon returned {code}."
+    _record(state=state, seller=state.seller, kind=kind, detail=detail, data={"error": code}, actor="seller")

@@ -67,6 +67,27 @@ def _problem(request, *, title: str, message: str, status: int, retry_token: str
     )
 
 
+def _unusable_link(request, invitation) -> HttpResponse | None:
+    """Expired links, and links already used to connect fully, are refused (410)."""
+    name = invitation.tenant.name
+    if invitation.is_expired():
+        return _problem(
+            request,
+            title="This link has expired",
+            message=f"Links from {name} are valid for a limited time. Ask {name} for a new link.",
+            status=410,
+        )
+    if invitation.completed_at is not None:
+        # A finished link must not stay a standing invitation to swap the seller's account.
+        return _problem(
+            request,
+            title="This link was already used",
+            message=f"Your account was connected with this link. If you need to connect again, ask {name} for a new link.",
+            status=410,
+        )
+    return None
+
+
 @hosted_page
 @require_GET
 def invite(request: HttpRequest, token: str) -> HttpResponse:
@@ -79,13 +100,9 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
             status=404,
         )
     tenant = invitation.tenant
-    if invitation.is_expired():
-        return _problem(
-            request,
-            title="This link has expired",
-            message=f"Links from {tenant.name} are valid for a limited time. Ask {tenant.name} for a new link.",
-            status=410,
-        )
+    unusable = _unusable_link(request, invitation)
+    if unusable is not None:
+        return unusable
     requirements = list(tenant.scope_requirements.all())
     unknown = [r.scope for r in requirements if r.scope not in CATALOG]
     return render(
@@ -108,13 +125,9 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
     invitation = invitation_resolve(token)
     if invitation is None:
         return _problem(request, title="Link not found", message="This link is not valid. Ask the agency for a new one.", status=404)
-    if invitation.is_expired():
-        return _problem(
-            request,
-            title="This link has expired",
-            message=f"Ask {invitation.tenant.name} for a new link.",
-            status=410,
-        )
+    unusable = _unusable_link(request, invitation)
+    if unusable is not None:
+        return unusable
     try:
         url = services.consent_start(invitation=invitation, session=request.session)
     except InvalidScope as exc:
@@ -155,10 +168,20 @@ def callback(request: HttpRequest) -> HttpResponse:
         state = services.state_consume(value=params.get("state"), session=request.session)
     except services.StateRejected as exc:
         logger.info("Callback rejected: %s", exc.reason)
-        retry = exc.state.invitation.token if exc.state is not None and exc.state.invitation_id else None
+        # Never offer the invitation link to another browser: a leaked callback URL must not
+        # turn into the seller's reusable link.
+        retry = (
+            exc.state.invitation.token
+            if exc.state is not None and exc.state.invitation_id and exc.reason != "other_browser"
+            else None
+        )
         return _problem(request, title="This sign-in attempt cannot be used", message=exc.message, status=exc.status_code, retry_token=retry)
 
-    retry_token = state.invitation.token if state.invitation_id and not state.invitation.is_expired() else None
+    retry_token = (
+        state.invitation.token
+        if state.invitation_id and not state.invitation.is_expired() and state.invitation.completed_at is None
+        else None
+    )
     error = params.get("error")
     if error:
         services.callback_error_record(state=state, error=error, description=params.get("error_description", ""))

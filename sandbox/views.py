@@ -228,6 +228,7 @@ def _operation(region: str, path: str, authorization: SandboxAuthorization, requ
                 {
                     "marketplace": {"id": mid, "countryCode": cc, "name": name, "defaultCurrencyCode": cur, "defaultLanguageCode": "en_US", "domainName": name.lower()},
                     "participation": {"isParticipating": True, "hasSuspendedListings": False},
+                    "storeName": f"Sandbox store {authorization.selling_partner_id}",
                 }
                 for mid, cc, name, cur in MARKETPLACES[region]
             ]

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from .scopes import parse_scope_string
 
@@ -24,8 +25,9 @@ logger = logging.getLogger(__name__)
 _session = requests.Session()
 _session.headers["User-Agent"] = "spconnect/0.1 (Language=Python)"
 
-# Exceptions that mean "we never got a usable answer"; always transient.
-NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout)
+# Exceptions that mean "we never got a usable answer" (timeouts, refused connections, broken
+# chunked bodies, bad headers, …); always transient.
+NETWORK_ERRORS = (requests.RequestException,)
 
 
 def session() -> requests.Session:
@@ -48,8 +50,10 @@ class LwaError(Exception):
     transient = False
 
     def __init__(self, error: str, description: str = "", status_code: int | None = None, retry_after: float | None = None):
-        self.error = error
-        self.description = description[:300]
+        from spconnect.logging import redact
+
+        self.error = redact(error)[:64]
+        self.description = redact(description)[:300]
         self.status_code = status_code
         self.retry_after = retry_after
         super().__init__(f"{error}: {self.description}" if self.description else error)
@@ -128,6 +132,10 @@ def _parse_token_response(response: requests.Response) -> TokenResponse:
     raise LwaRejected(error, description, status)
 
 
+_SECRET_FIELDS = ("client_secret", "code", "refresh_token")
+
+
+@sensitive_variables("data")
 def _token_request(data: Mapping[str, str]) -> TokenResponse:
     try:
         response = send(
@@ -137,11 +145,22 @@ def _token_request(data: Mapping[str, str]) -> TokenResponse:
             headers={"Accept": "application/json"},
         )
     except NETWORK_ERRORS as exc:
-        # The exception text names only host and reason, but keep it short and typed.
+        # Never chain the original: its text may quote the request.
         raise LwaTransient(type(exc).__name__.lower(), "No answer from LWA.") from None
-    return _parse_token_response(response)
+    try:
+        return _parse_token_response(response)
+    except LwaError as exc:
+        # An OAuth server may echo what it was sent; error descriptions end up in history,
+        # admin pages and emails, so the values we sent are cut out of them here.
+        for name in _SECRET_FIELDS:
+            value = data.get(name)
+            if value and len(value) >= 4:
+                exc.description = exc.description.replace(value, "[redacted]")
+        exc.args = (f"{exc.error}: {exc.description}" if exc.description else exc.error,)
+        raise
 
 
+@sensitive_variables("client_secret", "code")
 def lwa_exchange_code(*, client_id: str, client_secret: str, code: str, redirect_uri: str) -> TokenResponse:
     """Trade an authorization code (valid 5 minutes, single use) for tokens. Never retried."""
     return _token_request(
@@ -155,6 +174,7 @@ def lwa_exchange_code(*, client_id: str, client_secret: str, code: str, redirect
     )
 
 
+@sensitive_variables("client_secret", "refresh_token")
 def lwa_refresh(*, client_id: str, client_secret: str, refresh_token: str) -> TokenResponse:
     """Get a new access token for a refresh token."""
     return _token_request(
@@ -201,6 +221,7 @@ class SpapiTransportError(Exception):
     """No answer from SP-API (timeout, connection refused)."""
 
 
+@sensitive_variables("access_token")
 def spapi_send(
     *,
     region: str,

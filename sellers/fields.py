@@ -41,6 +41,13 @@ class EncryptedTextField(StrictEncryptedMixin, emf.EncryptedTextField):
         # An empty value stays empty (not an encrypted empty string) so "not set" is queryable.
         if value is None or value == "":
             return value
+        if hasattr(value, "resolve_expression"):
+            # bulk_update() and update(field=F(...)) hand us a SQL expression; encrypting its
+            # printed form would store garbage in place of the token.
+            raise TypeError(
+                f"{self.name} is encrypted: assign a plain string, not a query expression "
+                "(no bulk_update or F() on encrypted fields)."
+            )
         return super().get_db_prep_save(value, connection)
 
 

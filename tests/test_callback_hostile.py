@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sellers.models import Grant
-from sellers.services.invitations import invitation_create
+from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create
 
 from .flow import consent_form, run_flow, sandbox_decide
 
@@ -105,7 +105,8 @@ def test_failed_exchange_shows_error_page_records_event_and_keeps_existing_grant
     run_flow(client, invitation.url, spid="A1KEEP")
     grant = Grant.objects.get()
     amazon_calls.script(url_contains="/auth/o2/token", **failure)
-    page = run_flow(client, invitation.url, spid="A1KEEP")
+    link, _ = reauthorization_link_get_or_create(seller=invitation.seller)
+    page = run_flow(client, link.url, spid="A1KEEP")
     assert page.status_code in (400, 502)
     assert "could not be completed" in page.content.decode()
     after = Grant.objects.get()
@@ -150,3 +151,23 @@ def test_exchange_request_carries_form_fields_and_timeout(client, tenant, amazon
     assert set(call.data) == {"grant_type", "code", "redirect_uri", "client_id", "client_secret"}
     assert call.data["redirect_uri"] == "http://testserver/authflow/callback/"
     assert seen["timeout"] is not None
+
+
+def test_other_browser_rejection_does_not_reveal_the_invitation_link(client, tenant):
+    from django.test import Client
+
+    invitation = invitation_create(tenant=tenant, name="Shop")
+    consent_path, form = consent_form(client, invitation.url)
+    callback = sandbox_decide(client, consent_path, form)
+    page = Client().get(callback)
+    assert page.status_code == 403
+    assert invitation.token not in page.content.decode()
+    assert "/connect/" not in page.content.decode()
+
+
+def test_unknown_error_codes_are_not_stored_verbatim(client, pending_state):
+    from sellers.models import Event
+
+    client.get("/authflow/callback/", {"state": pending_state, "error": "attacker_text_here", "error_description": "spam"})
+    event = Event.objects.get(kind=Event.Kind.CONSENT_ERROR)
+    assert "attacker_text_here" not in event.detail + str(event.data) and "spam" not in event.detail

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from sellers.models import Event, Grant, Seller
-from sellers.services.invitations import invitation_create
+from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create
 
 from .conftest import FINANCE, INVENTORY, ORDERS, REPORTS, make_tenant, read_output
 from .flow import consent_form, run_flow, sandbox_decide
@@ -159,7 +159,8 @@ def test_reauthorizing_with_another_amazon_account_is_refused_and_grant_kept(cli
     run_flow(client, invitation.url, spid="A1ORIGINAL")
     before = Grant.objects.get(seller=invitation.seller)
     token_calls = len(amazon_calls.token_calls)
-    page = run_flow(client, invitation.url, spid="A1SOMEONEELSE")
+    link, _ = reauthorization_link_get_or_create(seller=invitation.seller)
+    page = run_flow(client, link.url, spid="A1SOMEONEELSE")
     assert page.status_code == 400
     assert "different Amazon account" in page.content.decode()
     after = Grant.objects.get(seller=invitation.seller)
@@ -213,3 +214,62 @@ def test_export_grants_shows_active_seller_with_scopes(client, tenant):
     ]
     assert records[0]["access_token_expires_at"] and records[0]["authorized_at"]
     assert "Atz" not in out
+
+
+def test_completed_link_cannot_be_used_again(client, tenant):
+    invitation = invitation_create(tenant=tenant, name="Shop")
+    run_flow(client, invitation.url, spid="A1ONCE")
+    path = invitation.url.replace("http://testserver", "")
+    page = client.get(path)
+    assert page.status_code == 410 and "already used" in page.content.decode()
+    assert client.post(path + "start/").status_code == 410
+
+
+def test_reauthorization_by_another_store_claiming_the_same_id_is_refused(client, tenant, amazon_calls):
+    """The id in the callback is only a claim: a different store's tokens never replace a working grant."""
+    from urllib.parse import parse_qs, urlencode, urlparse
+
+    invitation = invitation_create(tenant=tenant, name="Victim")
+    run_flow(client, invitation.url, spid="A1VICTIM")
+    before = Grant.objects.get(seller=invitation.seller)
+    link, _ = reauthorization_link_get_or_create(seller=invitation.seller)
+    consent_path, form = consent_form(client, link.url)
+    # The attacker approves with their own account, then edits the id in the redirect.
+    back = sandbox_decide(client, consent_path, form, spid="A1ATTACKER")
+    query = {k: v[0] for k, v in parse_qs(urlparse(back).query).items()}
+    query["selling_partner_id"] = "A1VICTIM"
+    page = client.get("/authflow/callback/?" + urlencode(query))
+    assert page.status_code == 400
+    assert "different Amazon account" in page.content.decode()
+    after = Grant.objects.get(seller=invitation.seller)
+    assert (after.refresh_token, after.version) == (before.refresh_token, before.version)
+    assert Event.objects.filter(seller=invitation.seller, kind=Event.Kind.EXCHANGE_FAILED, data__error="account_mismatch").count() == 1
+
+
+def test_reauthorization_omitting_the_account_id_is_refused(client, tenant):
+    from urllib.parse import parse_qs, urlencode, urlparse
+
+    invitation = invitation_create(tenant=tenant, name="Victim")
+    run_flow(client, invitation.url, spid="A1VICTIM")
+    before = Grant.objects.get(seller=invitation.seller)
+    link, _ = reauthorization_link_get_or_create(seller=invitation.seller)
+    consent_path, form = consent_form(client, link.url)
+    back = sandbox_decide(client, consent_path, form, spid="A1ATTACKER")
+    query = {k: v[0] for k, v in parse_qs(urlparse(back).query).items() if k != "selling_partner_id"}
+    page = client.get("/authflow/callback/?" + urlencode(query))
+    assert page.status_code == 400
+    assert Grant.objects.get(seller=invitation.seller).refresh_token == before.refresh_token
+
+
+def test_callback_with_malformed_account_id_is_refused(client, tenant, amazon_calls):
+    from urllib.parse import parse_qs, urlencode, urlparse
+
+    invitation = invitation_create(tenant=tenant, name="Shop")
+    consent_path, form = consent_form(client, invitation.url)
+    back = sandbox_decide(client, consent_path, form, spid="A1FINE")
+    query = {k: v[0] for k, v in parse_qs(urlparse(back).query).items()}
+    query["selling_partner_id"] = "=HYPERLINK(1)"
+    page = client.get("/authflow/callback/?" + urlencode(query))
+    assert page.status_code == 400
+    assert amazon_calls.token_calls == []
+    assert not Grant.objects.exists()

@@ -108,3 +108,15 @@ def test_wrong_field_encryption_key_makes_reading_a_grant_fail_loudly(tmp_path):
     assert "UndecryptableValue" in result.stderr
     assert "Atzr|written-under-key-one" not in result.stdout + result.stderr
     assert "gAAAA" not in result.stdout  # no ciphertext handed back as a value
+
+
+def test_bulk_update_of_an_encrypted_field_is_refused_not_garbled(tenant):
+    seller = make_seller(tenant, spid="A1BULK")
+    grant = make_grant(seller)
+    before = Grant.objects.get(pk=grant.pk).refresh_token
+    grant.refresh_token = "Atzr|new-value"
+    from django.db import transaction
+
+    with pytest.raises(TypeError, match="encrypted"), transaction.atomic():
+        Grant.objects.bulk_update([grant], ["refresh_token"])
+    assert Grant.objects.get(pk=grant.pk).refresh_token == before

@@ -51,6 +51,7 @@ def grant_store_authorization(
     mws_auth_token: str = "",
     optional_scopes: list[str] | None = None,
     actor: str = "seller",
+    verification: str = "",
 ) -> AuthorizationOutcome:
     """Create the seller's grant, or replace its tokens in place on re-authorization.
 
@@ -108,6 +109,8 @@ def grant_store_authorization(
         kind, detail = Event.Kind.GRANTED, "Authorized with all required scopes."
     if not confirmed:
         detail += " Scopes assumed from the app's registration (Amazon did not return them)."
+    if verification:
+        detail += f" Account check: {verification}"
     event = event_record(
         seller=seller,
         kind=kind,
