@@ -7,6 +7,7 @@ locks, so this only means something on PostgreSQL.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 import uuid
@@ -41,8 +42,6 @@ def test_two_qclusters_run_a_due_schedule_once(tmp_path):
                             repeats=-1, next_run=timezone.now() - timedelta(seconds=5))
     env = subprocess_env(postgres_test_db_url(), DJANGO_SETTINGS_MODULE="two_workers_settings",
                          PYTHONPATH=f"{ROOT}:{tmp_path}")
-    import subprocess
-
     logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
     workers = [subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True) for log in logs]
