@@ -41,6 +41,7 @@ def configure(tmp: Path) -> None:
             "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "DATABASE_URL": f"sqlite:///{tmp / 'bench_admin.sqlite3'}",
             "ALLOWED_HOSTS": "testserver",
+            "SITE_URL": "http://testserver",
             "SECURE_SSL_REDIRECT": "false",
             "SESSION_COOKIE_SECURE": "false",
             "CSRF_COOKIE_SECURE": "false",

@@ -50,7 +50,10 @@ FIELD_ENCRYPTION_KEY = [k.strip() for k in _secret("FIELD_ENCRYPTION_KEY").split
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 
 # Absolute base of every link the app sends out (invitations, redirect URI, emails).
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+if not SITE_URL:
+    # Every invitation, redirect URI and email link is built from it: never guess in production.
+    raise ImproperlyConfigured("The setting SITE_URL is missing. Set it to the public https address, e.g. https://connect.example.com.")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -24,10 +24,10 @@ def check(env: dict) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEY"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "FIELD_ENCRYPTION_KEY", "SITE_URL"])
 def test_missing_secret_stops_start_up_naming_it(missing):
     env = {"DEBUG": "false", "SECRET_KEY": "x" * 50, "FIELD_ENCRYPTION_KEY": "iyHox1r1y7hesdCbWh1EvZHFwu4IN1JgMD6ez28BcFM=",
-           "ALLOWED_HOSTS": "example.com"}
+           "ALLOWED_HOSTS": "example.com", "SITE_URL": "https://example.com"}
     del env[missing]
     result = check(env)
     assert result.returncode != 0
@@ -44,7 +44,7 @@ def test_secret_can_come_from_a_file(tmp_path):
 
 def test_sandbox_is_refused_without_debug():
     result = check({"DEBUG": "false", "SECRET_KEY": "x" * 50, "FIELD_ENCRYPTION_KEY": "iyHox1r1y7hesdCbWh1EvZHFwu4IN1JgMD6ez28BcFM=",
-                    "SPAPI_SANDBOX": "true", "ALLOWED_HOSTS": "example.com"})
+                    "SPAPI_SANDBOX": "true", "ALLOWED_HOSTS": "example.com", "SITE_URL": "https://example.com"})
     assert result.returncode != 0
     assert "SPAPI_SANDBOX=true is for local runs" in result.stderr
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
 from sellers.models import Tenant
@@ -19,6 +20,7 @@ class MissingClientSecret(amazon.LwaInvalidClient):
     pass
 
 
+@sensitive_variables("secrets_to_try", "secret")
 def tenant_lwa_call(*, tenant: Tenant, call: Callable[[str], amazon.TokenResponse]) -> amazon.TokenResponse:
     """Run `call(client_secret)` with the current secret, then the unexpired previous one."""
     secrets_to_try = []
