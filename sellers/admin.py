@@ -9,7 +9,6 @@ columns come from `.defer()`ed querysets and secrets are write-only form fields.
 
 from __future__ import annotations
 
-import csv
 from datetime import timedelta
 
 from django import forms
@@ -38,7 +37,7 @@ from sellers.models import Event, Grant, Invitation, ScopeRequirement, Seller, T
 from sellers.scopes import CATALOG, SCOPE_CHOICES
 from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
-from sellers.services.exports import required_scopes_by_tenant, seller_records
+from sellers.services.exports import SafeDictWriter, required_scopes_by_tenant, seller_records
 from sellers.services.grants import grant_mark_revoked
 from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create, reauthorization_link_send
 from sellers.services.requirements import tenant_requirements_changed
@@ -675,7 +674,7 @@ class SellerAdmin(TenantScopedAdmin):
         self._report_refused(request, refused)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="sellers-{timezone.now():%Y%m%d-%H%M}.csv"'
-        writer = csv.DictWriter(response, fieldnames=EXPORT_FIELDS)
+        writer = SafeDictWriter(response, fieldnames=EXPORT_FIELDS)
         writer.writeheader()
         for record in seller_records(Seller.objects.filter(pk__in=[s.pk for s in sellers])):
             record = dict(record)

@@ -79,3 +79,10 @@ def test_export_grants_scopes_to_one_tenant(tenant, other_tenant):
 def test_sandbox_revoke_unknown_seller_errors(db):
     with pytest.raises(CommandError, match="No active sandbox authorization"):
         run("sandbox", "revoke", "A1NOBODY")
+
+
+def test_csv_exports_defuse_spreadsheet_formulas(tenant):
+    make_seller(tenant, "=HYPERLINK(\"http://evil.example\")")
+    out = run("export_grants", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rows[0]["name"].startswith("'=")

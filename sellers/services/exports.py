@@ -5,6 +5,7 @@ Streams in chunks with a fixed number of queries per chunk; never reads a token.
 
 from __future__ import annotations
 
+import csv
 from typing import Iterator
 
 from django.db.models import QuerySet
@@ -65,3 +66,28 @@ def seller_records(sellers: QuerySet[Seller], *, chunk_size: int = 2000) -> Iter
                 "access_token_expires_at": grant.access_token_expires_at.isoformat() if grant and grant.access_token_expires_at and grant.status == Grant.Status.ACTIVE else None,
                 "authorized_at": grant.authorized_at.isoformat() if grant else None,
             }
+
+
+# Spreadsheet programs run a cell starting with one of these as a formula; seller names are
+# typed by staff and sellers, so every CSV we write defuses them.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+class SafeCsvWriter:
+    """csv.writer that neutralises formula injection in every cell."""
+
+    def __init__(self, stream):
+        self._writer = csv.writer(stream)
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([csv_cell(v) for v in row])
+
+
+class SafeDictWriter(csv.DictWriter):
+    def writerow(self, rowdict):
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})

@@ -1,10 +1,9 @@
-import csv
 import json
 
 from django.core.management.base import BaseCommand
 
 from sellers.models import Seller
-from sellers.services.exports import FIELDS, seller_records
+from sellers.services.exports import FIELDS, SafeDictWriter, seller_records
 
 from ._common import tenant_by_slug
 
@@ -28,7 +27,7 @@ class Command(BaseCommand):
         if options["format"] == "json":
             self.stdout.write(json.dumps(list(records), indent=2))
             return
-        writer = csv.DictWriter(self.stdout, fieldnames=FIELDS)
+        writer = SafeDictWriter(self.stdout, fieldnames=FIELDS)
         writer.writeheader()
         for record in records:
             writer.writerow({

@@ -1,7 +1,7 @@
-import csv
 
 from django.core.management.base import BaseCommand, CommandError
 
+from sellers.services.exports import SafeCsvWriter
 from sellers.models import Seller
 from sellers.scopes import CATALOG
 from sellers.services.campaigns import (
@@ -112,7 +112,7 @@ class Command(BaseCommand):
         summary = ReauthSummary()
         writer = None
         if out_file is not None:
-            writer = csv.writer(out_file)
+            writer = SafeCsvWriter(out_file)
             writer.writerow(CSV_COLUMNS)
         progress = Progress(reauth_candidates(selection=selection).count(), "reauth", stream=self.stderr._out)
         rows = reauth_run(
