@@ -415,7 +415,8 @@ def main() -> None:
         "",
         f"App: gunicorn gthread {args.web_workers} workers × {args.web_threads} threads, DEBUG off, PostgreSQL, Redis as "
         "cache and django-q2 broker, one qcluster, rate limit on (each seller its own address behind one trusted proxy). "
-        "The Amazon sandbox runs in a second gunicorn (2 × 8), like an outside service.",
+        "The Amazon sandbox runs in a second gunicorn (2 × 8), like an outside service. Client threads, both "
+        "gunicorns, PostgreSQL and Redis all share this one machine, so the figures are a floor, not a ceiling.",
         "",
         "| measure | value |",
         "|---|---|",
