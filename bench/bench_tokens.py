@@ -382,7 +382,7 @@ def verdict(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
-def report(hot: dict, sweep: dict, flight: dict, database: str, server_workers: int) -> str:
+def report(hot: dict, sweep: dict, flight: dict, database: str, server_workers: int, load: tuple[float, float]) -> str:
     rows = []
     for name in ("loaded grants", "grants loaded without tokens (in-process cache)", "grant read per call (as spapi_request)"):
         r = hot[name]
@@ -398,6 +398,7 @@ def report(hot: dict, sweep: dict, flight: dict, database: str, server_workers: 
 ## Token lifecycle (`bench/bench_tokens.py`)
 
 spconnect's database: {database}; the local sandbox (LWA) runs in gunicorn ({server_workers} sync workers) on its own SQLite file (WAL).
+Client and sandbox share the machine's cores; load average at start / end: {load[0]:.1f} / {load[1]:.1f} (other work on the machine slows both sides and makes ratios noisy).
 
 ### Hot path: {HOT_CALLS:,} `grant_access_token` calls round-robin over {HOT_GRANTS:,} valid grants
 
@@ -526,6 +527,7 @@ def main() -> None:
         )
         wait_for_port(port, server)
 
+        load_start = os.getloadavg()[0]
         hot = bench_hot_path(data["hot"])
         print("hot path:", json.dumps(hot, default=str), flush=True)
         sweep = bench_sweep(data, args.workers)
@@ -538,7 +540,7 @@ def main() -> None:
             database = "SQLite file in WAL mode"
         else:
             database = "SQLite file with its default rollback journal (as shipped)"
-        markdown = report(hot, sweep, flight, database, args.server_workers)
+        markdown = report(hot, sweep, flight, database, args.server_workers, (load_start, os.getloadavg()[0]))
         if args.no_write:
             print(markdown)
         else:
