@@ -33,6 +33,7 @@ run: setup ## Set everything up and serve http://127.0.0.1:8000 with the local A
 # axe-core for the browser tests' accessibility check, pinned in package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
+		echo "npm ci: axe-core for the browser tests' accessibility check"; \
 		npm ci --no-audit --no-fund --loglevel=error && touch $@; \
 	else \
 		echo "npm not found: the browser tests cannot run their accessibility check (install Node.js and npm)."; \
