@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command

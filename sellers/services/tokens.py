@@ -40,7 +40,6 @@ from typing import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from sellers import amazon
@@ -536,7 +535,8 @@ def grant_access_token(*, grant: Grant) -> str:
             return hit.token
 
     # One small read without any lock: another caller (or process) may have refreshed already.
-    row = Grant.objects.filter(pk=grant.pk).only("id", "status", "version", "access_token", "access_token_expires_at").first()
+    rows = Grant.objects.filter(pk=grant.pk).only("id", "status", "version", "access_token", "access_token_expires_at")
+    row = next(iter(rows), None)
     if row is not None and row.status == Grant.Status.ACTIVE and _token_is_fresh(row, now, _margin()):
         grant.access_token, grant.access_token_expires_at, grant.version = row.access_token, row.access_token_expires_at, row.version
         _cache_put(row.pk, row.version, row.access_token_expires_at, row.access_token)
