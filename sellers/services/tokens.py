@@ -243,17 +243,6 @@ def _grant_lock(grant_id: int) -> Iterator[None]:
         holder.lock.release()
 
 
-# SQLite has one writer at a time, and a reader can be refused while a writer commits; threads
-# refused that way sleep in SQLite's busy handler (up to 100 ms a turn). This process's refresh
-# threads queue here instead, and only around their short database steps, never across HTTP.
-# Re-entrant: notifications sent inline (tests run tasks synchronously) may refresh again.
-_sqlite_statements = threading.RLock()
-
-
-def _sqlite_gate():
-    return _sqlite_statements if connection.vendor == "sqlite" else contextlib.nullcontext()
-
-
 # --- Refresh ---------------------------------------------------------------------------------
 
 
@@ -312,8 +301,7 @@ def _refresh(
         # transaction here (the byte lock serialises), only short ones for the writes.
         guard = transaction.atomic() if connection.features.has_select_for_update else contextlib.nullcontext()
         with guard:
-            with _sqlite_gate():
-                grant = _reread(preloaded) if preloaded is not None else _read_for_refresh(grant_id)
+            grant = _reread(preloaded) if preloaded is not None else _read_for_refresh(grant_id)
             if grant is None:
                 return RefreshResult(RefreshOutcome.SKIPPED, "The grant no longer exists.")
             now = timezone.now()
@@ -342,16 +330,12 @@ def _call_lwa_and_store(grant: Grant, *, actor: str) -> RefreshResult:
             ),
         )
     except amazon.LwaInvalidGrant as exc:
-        with _sqlite_gate():
-            return _on_revoked(grant, exc, actor=actor)
+        return _on_revoked(grant, exc, actor=actor)
     except amazon.LwaInvalidClient as exc:
-        with _sqlite_gate():
-            return _on_credentials_failed(grant, exc)
+        return _on_credentials_failed(grant, exc)
     except amazon.LwaError as exc:  # LwaTransient, and LwaRejected (invalid_request, …) alike
-        with _sqlite_gate():
-            return _on_transient(grant, exc)
-    with _sqlite_gate():
-        return _on_success(grant, token)
+        return _on_transient(grant, exc)
+    return _on_success(grant, token)
 
 
 def _on_success(grant: Grant, token: amazon.TokenResponse) -> RefreshResult:
