@@ -399,8 +399,16 @@ def report(hot: dict, sweep: dict, flight: dict, database: str, server_workers: 
         rows.append(f"| {name} | {r['calls_per_s']:,.0f} calls/s | {r['queries_per_call']:.2f} | {r['lwa']} | {target} | {verdict(ok)} |")
     s = sweep
     t, p = flight["threads"], flight["processes"]
+    postgres = database.startswith("PostgreSQL")
+    footnote = (
+        "Here the rule rests on `SELECT … FOR UPDATE` of the grant row (the transaction holds it across the LWA call)."
+        if postgres
+        else "On SQLite the rule rests on a per-grant lock inside the process and a byte-range file lock across "
+        "processes; on PostgreSQL on `SELECT … FOR UPDATE` of the grant row (section tokens-postgresql, and the "
+        "`postgres`-marked tests in `tests/test_tokens.py`)."
+    )
     return f"""
-## Token lifecycle (`bench/bench_tokens.py`)
+## Token lifecycle (`bench/bench_tokens.py`{" --database-url …, spconnect on PostgreSQL" if postgres else ""})
 
 spconnect's database: {database}; the local sandbox (LWA) runs in gunicorn ({server_workers} sync workers) on its own SQLite file (WAL).
 Client and sandbox share the machine's cores; load average at start / end: {load[0]:.1f} / {load[1]:.1f} (other work on the machine slows both sides and makes ratios noisy).
@@ -443,8 +451,7 @@ so a production sweep does not share one interpreter lock.
 | 50 threads, one process | {t['lwa']} | {t['answers']} | {t['distinct_tokens']} | 1 LWA call, one token for all | {verdict(t['lwa'] == 1 and t['answers'] == 50 and t['distinct_tokens'] == 1 and not t['errors'])} |
 | 4 processes × 12 threads | {p['lwa']} | {p['answers']} | {p['distinct_tokens']} | 1 LWA call, one token for all | {verdict(p['lwa'] == 1 and p['answers'] == 48 and p['distinct_tokens'] == 1 and not p['errors'])} |
 
-On PostgreSQL the same rule rests on `SELECT … FOR UPDATE` of the grant row; the test suite checks it
-with 4 processes (`tests/test_tokens.py`, marked `postgres`).
+{footnote}
 """
 
 
