@@ -6,7 +6,6 @@ import hashlib
 import logging
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 

@@ -57,7 +57,7 @@ def test_changelist_shows_status_scopes_missing_expiry_and_renewal(acme, manager
     assert 'spc-chip spc-chip-missing" title="Required, not granted: sellingpartnerapi::inventory">inventory<' in html
     assert "expires in 29\xa0minutes" in html or "expires in 30\xa0minutes" in html
     due = (timezone.now() - timedelta(days=340) + timedelta(days=365)).strftime("%Y-%m-%d")
-    assert f'class="spc-due-soon"' in html and due in html
+    assert 'class="spc-due-soon"' in html and due in html
 
 
 def test_changelist_searches_name_email_and_selling_partner_id(acme, manager, client):

@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Iterator
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
 from sellers.models import Event, Grant, Invitation, Seller
@@ -319,6 +320,7 @@ def _refresh(
             return _call_lwa_and_store(grant, actor=actor)
 
 
+@sensitive_variables("refresh_token")
 def _call_lwa_and_store(grant: Grant, *, actor: str) -> RefreshResult:
     tenant = grant.seller.tenant
     refresh_token = grant.refresh_token
