@@ -27,11 +27,10 @@ from sellers.services.events import event_record
 
 from . import services
 from .models import OAuthState
-from .views import _problem, hosted_page
+from .views import _problem, hosted_page, read_query_params
 
 # Parameters Amazon sends, with the longest value we accept (Amazon's are far shorter).
 LOGIN_PARAMS = {"amazon_callback_uri": 2048, "amazon_state": 1024, "selling_partner_id": 64, "version": 16}
-SELLING_PARTNER_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
 # Anything a browser or URL parser might read differently from us is refused outright:
 # backslashes (browsers treat them as slashes), whitespace and control characters.
 _AMBIGUOUS_RE = re.compile(r"[\\\s\x00-\x1f\x7f]")
@@ -88,19 +87,6 @@ def _redirect_with(uri: str, params: dict[str, str]) -> HttpResponse:
     return response
 
 
-def _read_params(request: HttpRequest) -> dict[str, str]:
-    values = {}
-    for name, max_len in LOGIN_PARAMS.items():
-        found = request.GET.getlist(name)
-        if len(found) > 1:
-            raise ValueError(f"The parameter {name} was sent more than once.")
-        if found:
-            if len(found[0]) > max_len:
-                raise ValueError(f"The parameter {name} is too long.")
-            values[name] = found[0]
-    return values
-
-
 @hosted_page
 @require_GET
 def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
@@ -108,7 +94,7 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
     if tenant is None:
         return _problem(request, title="Unknown app", message="This sign-in link does not belong to any app here. Start again from Amazon.", status=404)
     try:
-        params = _read_params(request)
+        params = read_query_params(request, LOGIN_PARAMS)
     except ValueError as exc:
         return _problem(request, title="We could not read Amazon's request", message=f"{exc} Start again from Amazon.", status=400)
 
@@ -126,7 +112,7 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
     if not amazon_state:
         return _problem(request, title="Amazon's request was incomplete", message="It had no amazon_state. Start again from Amazon.", status=400)
     spid = params.get("selling_partner_id", "")
-    if spid and not SELLING_PARTNER_ID_RE.match(spid):
+    if spid and not services.SELLING_PARTNER_ID_RE.match(spid):
         return _problem(request, title="Amazon's request was malformed", message="The selling_partner_id is not valid. Start again from Amazon.", status=400)
 
     try:

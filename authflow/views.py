@@ -141,17 +141,17 @@ def start(request: HttpRequest, token: str) -> HttpResponse:
     return redirect(url)
 
 
-def _read_callback_params(request: HttpRequest) -> dict[str, str]:
+def read_query_params(request: HttpRequest, limits: dict[str, int]) -> dict[str, str]:
+    """The named query parameters, each at most once and within its length, else ValueError."""
     values = {}
-    for name, max_len in CALLBACK_PARAMS.items():
+    for name, max_len in limits.items():
         found = request.GET.getlist(name)
         if len(found) > 1:
             raise ValueError(f"The parameter {name} was sent more than once.")
         if found:
-            value = found[0]
-            if len(value) > max_len:
+            if len(found[0]) > max_len:
                 raise ValueError(f"The parameter {name} is too long.")
-            values[name] = value
+            values[name] = found[0]
     return values
 
 
@@ -160,7 +160,7 @@ def _read_callback_params(request: HttpRequest) -> dict[str, str]:
 def callback(request: HttpRequest) -> HttpResponse:
     """Amazon's redirect back: `state`, `selling_partner_id`, `spapi_oauth_code` (seed: `code`)."""
     try:
-        params = _read_callback_params(request)
+        params = read_query_params(request, CALLBACK_PARAMS)
     except ValueError as exc:
         return _problem(request, title="We could not read Amazon's answer", message=f"{exc} Start again from your link.", status=400)
 

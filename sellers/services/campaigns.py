@@ -19,17 +19,16 @@ from datetime import datetime, timedelta
 from typing import Iterable, Iterator
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import get_connection
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from sellers.models import Event, Grant, Invitation, Seller, Tenant
 from sellers.scopes import CATALOG
 
 from .exports import required_scopes_by_tenant
-from .invitations import token_hash
+from .invitations import reauthorization_email, token_hash
 from .status import missing_required_scopes
 
 logger = logging.getLogger(__name__)
@@ -241,23 +240,6 @@ def _build_links(
     return {inv.seller_id: inv for inv in invitations}, found
 
 
-def _email_message(*, seller: Seller, tenant: Tenant, invitation: Invitation, missing: list[str]) -> EmailMessage:
-    # The same template and subject as reauthorization_link_send, which sends one at a time.
-    body = render_to_string(
-        "email/reauthorization_link.txt",
-        {
-            "seller": seller,
-            "tenant": tenant,
-            "url": invitation.url,
-            "expires_at": invitation.expires_at,
-            "reauthorize": invitation.purpose == Invitation.Purpose.REAUTHORIZATION,
-            "missing": missing,
-        },
-    )
-    verb = "Re-authorize" if invitation.purpose == Invitation.Purpose.REAUTHORIZATION else "Connect"
-    return EmailMessage(f"{verb} {tenant.name}'s access to your Amazon account", body, None, [seller.email])
-
-
 def _send_emails(
     todo: list[tuple[Seller, Invitation, list[str]]], *, tenant: Tenant, resend: bool, actor: str
 ) -> dict[int, str]:
@@ -295,7 +277,7 @@ def _send_emails(
     try:
         for seller, invitation, missing, previous in claimed:
             try:
-                connection.send_messages([_email_message(seller=seller, tenant=tenant, invitation=invitation, missing=missing)])
+                connection.send_messages([reauthorization_email(seller=seller, tenant=tenant, invitation=invitation, missing=missing)])
             except (OSError, ValueError) as exc:  # ValueError: a header Django refuses to send
                 logger.warning("Re-authorization email to seller %s failed: %s", seller.pk, type(exc).__name__)
                 give_back(seller, invitation, previous)

@@ -7,7 +7,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -91,20 +91,8 @@ def invitation_resolve(token: str) -> Invitation | None:
     )
 
 
-def reauthorization_link_send(
-    *, seller: Seller, actor: str = "system", resend: bool = False, missing: list[str] | None = None
-) -> tuple[Invitation, bool]:
-    """Email the seller its current link (creating one if needed). Returns (link, emailed).
-
-    Idempotent: a link already emailed is not emailed again unless `resend`.
-    """
-    if not seller.email:
-        invitation, _ = reauthorization_link_get_or_create(seller=seller, actor=actor)
-        return invitation, False
-    invitation, _ = reauthorization_link_get_or_create(seller=seller, actor=actor)
-    if invitation.last_emailed_at is not None and not resend:
-        return invitation, False
-    tenant = seller.tenant
+def reauthorization_email(*, seller: Seller, tenant: Tenant, invitation: Invitation, missing: list[str]) -> EmailMessage:
+    """The email carrying a seller's link (also sent in bulk by campaigns)."""
     body = render_to_string(
         "email/reauthorization_link.txt",
         {
@@ -113,11 +101,24 @@ def reauthorization_link_send(
             "url": invitation.url,
             "expires_at": invitation.expires_at,
             "reauthorize": invitation.purpose == Invitation.Purpose.REAUTHORIZATION,
-            "missing": missing or [],
+            "missing": missing,
         },
     )
     verb = "Re-authorize" if invitation.purpose == Invitation.Purpose.REAUTHORIZATION else "Connect"
-    send_mail(f"{verb} {tenant.name}'s access to your Amazon account", body, None, [seller.email])
+    return EmailMessage(f"{verb} {tenant.name}'s access to your Amazon account", body, None, [seller.email])
+
+
+def reauthorization_link_send(
+    *, seller: Seller, actor: str = "system", resend: bool = False, missing: list[str] | None = None
+) -> tuple[Invitation, bool]:
+    """Email the seller its current link (creating one if needed). Returns (link, emailed).
+
+    Idempotent: a link already emailed is not emailed again unless `resend`.
+    """
+    invitation, _ = reauthorization_link_get_or_create(seller=seller, actor=actor)
+    if not seller.email or (invitation.last_emailed_at is not None and not resend):
+        return invitation, False
+    reauthorization_email(seller=seller, tenant=seller.tenant, invitation=invitation, missing=missing or []).send()
     now = timezone.now()
     Invitation.objects.filter(pk=invitation.pk).update(last_emailed_at=now)
     invitation.last_emailed_at = now
