@@ -182,6 +182,31 @@ def test_refresh_result_after_reauthorization_race_is_discarded(tenant, amazon_c
     assert Grant.objects.get(pk=grant.pk).access_token == "Atza|newer-grant"
 
 
+def test_invalid_grant_for_old_tokens_does_not_revoke_a_reauthorization_stored_meanwhile(
+    tenant, amazon_calls, monkeypatch, make_user, django_capture_on_commit_callbacks
+):
+    """SQLite has no row lock: the seller re-authorizes while LWA refuses the old refresh token."""
+    staff(make_user, tenant, "owner")
+    seller, grant = connected(tenant, expires_in=0)
+    real = tokens._on_revoked
+
+    def reauthorized_meanwhile(g, exc, *, actor):
+        Grant.objects.filter(pk=g.pk).update(version=g.version + 1, refresh_token="Atzr|from-the-new-consent")
+        return real(g, exc, actor=actor)
+
+    monkeypatch.setattr(tokens, "_on_revoked", reauthorized_meanwhile)
+    call_command("sandbox", "revoke", seller.selling_partner_id, stdout=open(os.devnull, "w"))
+    with django_capture_on_commit_callbacks(execute=True):
+        result = grant_refresh(grant=grant)
+    assert result.outcome == RefreshOutcome.SKIPPED and "changed during the refresh" in result.detail
+    stored = Grant.objects.get(pk=grant.pk)
+    assert stored.status == Grant.Status.ACTIVE and stored.refresh_token == "Atzr|from-the-new-consent"
+    assert not Event.objects.filter(seller=seller, kind=Event.Kind.REVOKED).exists()
+    assert mail.outbox == []
+    seller.refresh_from_db()
+    assert seller.status != Seller.Status.REVOKED
+
+
 # --- Revocation -----------------------------------------------------------------------------
 
 

@@ -144,10 +144,20 @@ def grant_store_authorization(
 
 
 @transaction.atomic
-def grant_mark_revoked(*, seller: Seller, reason: str, actor: str, kind: str = Event.Kind.REVOKED) -> bool:
-    """Mark the seller's grant revoked (never refreshed again). False when already revoked/none."""
+def grant_mark_revoked(
+    *, seller: Seller, reason: str, actor: str, kind: str = Event.Kind.REVOKED, expected_version: int | None = None
+) -> bool:
+    """Mark the seller's grant revoked (never refreshed again). False when already revoked/none.
+
+    `expected_version`: revoke only the grant as it was when the caller read it. A refresh that
+    LWA answered with invalid_grant passes it, so a re-authorization stored while the refresh was
+    in flight (new tokens, new version) is not revoked by the old token's answer.
+    """
     now = timezone.now()
-    updated = Grant.objects.filter(seller=seller, status=Grant.Status.ACTIVE).update(
+    current = Grant.objects.filter(seller=seller, status=Grant.Status.ACTIVE)
+    if expected_version is not None:
+        current = current.filter(version=expected_version)
+    updated = current.update(
         status=Grant.Status.REVOKED, revoked_at=now, access_token="", version=F("version") + 1, updated_at=now
     )
     if not updated:

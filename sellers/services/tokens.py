@@ -417,12 +417,20 @@ def _on_success(grant: Grant, token: amazon.TokenResponse) -> RefreshResult:
 
 def _on_revoked(grant: Grant, exc: amazon.LwaError, *, actor: str) -> RefreshResult:
     description = exc.description or "LWA answered invalid_grant."
-    grant_mark_revoked(
+    revoked = grant_mark_revoked(
         seller=grant.seller,
         reason=f"LWA refused the refresh token (invalid_grant): {description}",
         actor="amazon",
+        expected_version=grant.version,
     )
     _cache.pop(grant.pk, None)
+    if not revoked:
+        # The seller re-authorized (or staff revoked) while LWA was answering: that refusal was
+        # about tokens this grant no longer holds.
+        return RefreshResult(
+            RefreshOutcome.SKIPPED, "The grant changed during the refresh (re-authorized or revoked); result discarded.",
+            None, lwa_called=True,
+        )
     grant.refresh_from_db()
     return RefreshResult(RefreshOutcome.REVOKED, f"invalid_grant: {description}", grant, lwa_called=True)
 
