@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from .fields import EncryptedTextField
 from .scopes import CATALOG, SCOPE_CHOICES
+from .validators import validate_webhook_url
 
 
 class Region(models.TextChoices):
@@ -30,7 +31,9 @@ class Tenant(models.Model):
     application_id = models.CharField(
         max_length=200, help_text="The SP-API app's ID, e.g. amzn1.sellerapps.app.123456."
     )
-    client_id = models.CharField(max_length=200, help_text="The LWA client identifier of the app.")
+    client_id = models.CharField(
+        max_length=200, help_text="The LWA client identifier of the app (one tenant per app)."
+    )
     client_secret = EncryptedTextField(blank=True, help_text="The current LWA client secret.")
     client_secret_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="When Amazon expires the current secret (rotate every 180 days)."
@@ -53,7 +56,12 @@ class Tenant(models.Model):
         help_text="Scopes the app is registered for. Assumed granted (unconfirmed) when Amazon "
         "returns no scope in the token response.",
     )
-    webhook_url = models.URLField(max_length=500, blank=True, help_text="Optional: receives signed JSON events.")
+    webhook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        validators=[validate_webhook_url],
+        help_text="Optional: an https address on the internet that receives signed JSON events.",
+    )
     webhook_secret = EncryptedTextField(blank=True, help_text="HMAC-SHA256 key for webhook signatures.")
     credentials_failing_since = models.DateTimeField(
         null=True, blank=True, help_text="Set when LWA rejects the app's client credentials."
@@ -63,6 +71,11 @@ class Tenant(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # One tenant per app: Amazon's client-secret notifications are routed by client_id, so
+            # a second tenant naming another's client_id would receive that tenant's new secret.
+            models.UniqueConstraint(fields=["client_id"], name="tenant_unique_client_id"),
+        ]
 
     def __str__(self) -> str:
         return self.name

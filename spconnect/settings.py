@@ -251,6 +251,8 @@ SPCONNECT_RENEWAL_WINDOW_DAYS = env.int("SPCONNECT_RENEWAL_WINDOW_DAYS", default
 SPCONNECT_ACCESS_TOKEN_MARGIN_SECONDS = env.int("SPCONNECT_ACCESS_TOKEN_MARGIN_SECONDS", default=300)
 SPCONNECT_REFRESH_WINDOW_SECONDS = env.int("SPCONNECT_REFRESH_WINDOW_SECONDS", default=900)
 SPCONNECT_FAILING_THRESHOLD = env.int("SPCONNECT_FAILING_THRESHOLD", default=3)
+# Webhooks go to public https hosts only (sellers/validators.py); true allows a local receiver.
+SPCONNECT_WEBHOOK_ALLOW_PRIVATE = env.bool("SPCONNECT_WEBHOOK_ALLOW_PRIVATE", default=False)
 
 # --- Background tasks (django-q2) ------------------------------------------------------------
 # ORM broker by default (redelivers a task after `retry` seconds); Redis when REDIS_URL is set.

@@ -145,6 +145,26 @@ def test_setting_the_webhook_secret(acme, owner, client):
     assert "whsec-new" not in client.get(change_url(acme)).content.decode()
 
 
+@pytest.mark.parametrize(
+    "url", ["http://hooks.example/x", "https://127.0.0.1:6379/", "https://169.254.169.254/latest/", "https://localhost/x"]
+)
+def test_a_webhook_url_inside_our_network_is_refused(acme, owner, client, url):
+    response = client.post(change_url(acme), post_data(acme, webhook_url=url))
+    assert response.status_code == 200
+    assert "The webhook URL must" in response.content.decode()
+    acme.refresh_from_db()
+    assert acme.webhook_url == ""
+
+
+def test_another_tenants_client_id_cannot_be_taken(acme, owner, client):
+    other = make_tenant("globex", name="Globex")
+    response = client.post(change_url(acme), post_data(acme, client_id=other.client_id))
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    acme.refresh_from_db()
+    assert acme.client_id != other.client_id
+
+
 def test_adding_a_required_scope_makes_sellers_partial_at_once(acme, owner, client):
     holder = make_seller(acme, "Has Finance")
     make_grant(holder, scopes=[ORDERS, INVENTORY, FINANCE])

@@ -25,6 +25,12 @@ pytestmark = pytest.mark.django_db
 HOOK = "http://127.0.0.1:9/hooks/spconnect"
 
 
+@pytest.fixture
+def local_hooks(settings):
+    """The tests below post to a receiver on this machine, as in development."""
+    settings.SPCONNECT_WEBHOOK_ALLOW_PRIVATE = True
+
+
 def test_email_goes_to_owners_and_managers_of_the_tenant_only(tenant, other_tenant, make_user, django_capture_on_commit_callbacks):
     staff(make_user, tenant, "owner")
     staff(make_user, tenant, "manager", role=TenantMembership.Role.MANAGER)
@@ -49,7 +55,7 @@ def test_nothing_leaves_before_the_transaction_commits(tenant, make_user, django
 
 
 def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
-    tenant, monkeypatch, django_capture_on_commit_callbacks
+    local_hooks, tenant, monkeypatch, django_capture_on_commit_callbacks
 ):
     tenant.webhook_url, tenant.webhook_secret = HOOK, "whsec-test-0123456789"
     tenant.save()
@@ -76,7 +82,7 @@ def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
     assert "Atz" not in sent["body"].decode() and "[redacted]" in sent["body"].decode()
 
 
-def test_failed_webhook_is_retried_through_django_q_then_given_up(tenant, amazon_calls):
+def test_failed_webhook_is_retried_through_django_q_then_given_up(local_hooks, tenant, amazon_calls):
     tenant.webhook_url, tenant.webhook_secret = HOOK, "whsec-test-0123456789"
     tenant.save()
     amazon_calls.script(url_contains="/hooks/", status=500)
@@ -91,9 +97,61 @@ def test_failed_webhook_is_retried_through_django_q_then_given_up(tenant, amazon
     assert Schedule.objects.filter(func="sellers.tasks.webhook_deliver").count() == 1
 
 
-def test_webhook_without_a_secret_is_not_sent(tenant, amazon_calls, django_capture_on_commit_callbacks):
+def test_webhook_without_a_secret_is_not_sent(local_hooks, tenant, amazon_calls, django_capture_on_commit_callbacks):
     tenant.webhook_url = HOOK
     tenant.save()
     with django_capture_on_commit_callbacks(execute=True):
         notify_staff(tenant=tenant, subject="s", body="b")
     assert amazon_calls.calls == []
+
+
+# --- Where webhooks may go ------------------------------------------------------------------
+
+
+def _public_dns(monkeypatch, address: str):
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(2, 1, 6, "", (address, port))]
+
+    monkeypatch.setattr("sellers.validators.socket.getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        HOOK,  # http, loopback
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://[::1]/hook",
+        "https://[::ffff:10.0.0.5]/hook",
+        "https://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "https://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "https://redis.internal/hook",
+        "https://user:pw@hooks.example/hook",
+    ],
+)
+def test_internal_webhook_urls_are_refused_at_delivery_without_a_request(tenant, amazon_calls, url):
+    tenant.webhook_url, tenant.webhook_secret = url, "whsec-test-0123456789"
+    tenant.save()
+    with pytest.raises(WebhookDeliveryFailed, match="refused"):
+        webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}')
+    assert amazon_calls.calls == []
+    assert not Schedule.objects.filter(func="sellers.tasks.webhook_deliver").exists()
+
+
+def test_a_public_name_that_now_resolves_inside_is_refused(tenant, amazon_calls, monkeypatch):
+    _public_dns(monkeypatch, "172.16.5.4")
+    tenant.webhook_url, tenant.webhook_secret = "https://hooks.example/x", "whsec-test-0123456789"
+    tenant.save()
+    with pytest.raises(WebhookDeliveryFailed, match="resolves to a private"):
+        webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}')
+    assert amazon_calls.calls == []
+
+
+def test_a_public_https_receiver_gets_the_post(tenant, amazon_calls, monkeypatch):
+    _public_dns(monkeypatch, "93.184.215.14")
+    tenant.webhook_url, tenant.webhook_secret = "https://hooks.example/x", "whsec-test-0123456789"
+    tenant.save()
+    amazon_calls.script(url_contains="hooks.example", status=204)
+    assert webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}') == "delivered (attempt 1)"
+    assert [c.url for c in amazon_calls.calls] == ["https://hooks.example/x"]

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from sellers import amazon
 from sellers.models import Event, Tenant, TenantMembership
+from sellers.validators import webhook_url_problem
 from spconnect.logging import redact
 
 logger = logging.getLogger(__name__)
@@ -116,17 +117,23 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None or not tenant.webhook_url or not tenant.webhook_secret:
         return "skipped: the tenant has no webhook any more"
+    problem = webhook_url_problem(tenant.webhook_url, resolve=True)
+    if problem and "does not resolve" not in problem:
+        # Saved before the rule existed, or DNS now points inside: never worth a retry.
+        logger.warning("Webhook of tenant %s not sent: %s", tenant.slug, problem)
+        raise WebhookDeliveryFailed(f"Webhook of {tenant.slug} refused: {problem}")
     timestamp = str(int(time.time()))
     headers = {
         "X-Spconnect-Timestamp": timestamp,
         "X-Spconnect-Signature": webhook_sign(secret=tenant.webhook_secret, timestamp=timestamp, body=body),
         "X-Spconnect-Delivery-Attempt": str(attempt),
     }
-    try:
-        status = amazon.webhook_post(url=tenant.webhook_url, body=body.encode(), headers=headers)
-        problem = None if 200 <= status < 300 else f"answered HTTP {status}"
-    except amazon.NETWORK_ERRORS as exc:
-        problem = f"did not answer ({type(exc).__name__})"
+    if problem is None:
+        try:
+            status = amazon.webhook_post(url=tenant.webhook_url, body=body.encode(), headers=headers)
+            problem = None if 200 <= status < 300 else f"answered HTTP {status}"
+        except amazon.NETWORK_ERRORS as exc:
+            problem = f"did not answer ({type(exc).__name__})"
     if problem is None:
         return f"delivered (attempt {attempt})"
     if attempt < WEBHOOK_MAX_ATTEMPTS:

@@ -1,0 +1,79 @@
+"""Where spconnect agrees to send a tenant's webhooks.
+
+A webhook URL is typed by a tenant owner and then fetched by our workers, which sit inside the
+agency's network next to PostgreSQL, Redis and cloud metadata endpoints. So the URL must be
+https and must not lead to a loopback, private, link-local or otherwise internal address: checked
+when it is saved (the host as written) and again before every delivery (every address the name
+resolves to, since DNS can change after the save). Redirects are never followed (`amazon.send`).
+A name whose answer changes between that check and the connection (DNS rebinding) is not
+caught here; deployments that must rule it out send workers' traffic through an egress proxy.
+
+`SPCONNECT_WEBHOOK_ALLOW_PRIVATE=true` lifts both rules, for a receiver on the same machine
+during development.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+# Names that always mean "this machine" or an internal zone, whatever DNS says.
+_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
+
+
+def _internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    # is_global is False for private, loopback, link-local (169.254.x, cloud metadata), shared
+    # (100.64/10), reserved and documentation ranges; multicast is global but never a receiver.
+    return not address.is_global or address.is_multicast
+
+
+def webhook_url_problem(url: str, *, resolve: bool) -> str | None:
+    """Why spconnect will not POST to `url`, or None. `resolve`: also check what DNS says now."""
+    if getattr(settings, "SPCONNECT_WEBHOOK_ALLOW_PRIVATE", False):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "The webhook URL is not a valid URL."
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme != "https":
+        return "The webhook URL must use https."
+    if not host:
+        return "The webhook URL has no host."
+    if parts.username is not None or parts.password is not None:
+        return "The webhook URL must not carry a user name or password."
+    if host == "localhost" or host.endswith(_INTERNAL_SUFFIXES):
+        return "The webhook URL must point to a public host, not this machine or an internal name."
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if _internal_address(literal):
+            return "The webhook URL must point to a public address, not a private, loopback or link-local one."
+        return None
+    if not resolve:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return f"The webhook host {host} does not resolve."
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if _internal_address(address):
+            return f"The webhook host {host} resolves to a private, loopback or link-local address."
+    return None
+
+
+def validate_webhook_url(value: str) -> None:
+    """Model/form validator: the rules that hold without asking DNS."""
+    problem = webhook_url_problem(value, resolve=False) if value else None
+    if problem:
+        raise ValidationError(problem, code="webhook_url")
