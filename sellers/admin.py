@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.core.mail import get_connection
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Exists, OuterRef
@@ -39,7 +40,12 @@ from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
 from sellers.services.exports import SafeDictWriter, required_scopes_by_tenant, seller_records
 from sellers.services.grants import grant_mark_revoked
-from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create, reauthorization_link_send
+from sellers.services.invitations import (
+    LinkEmail,
+    invitation_create,
+    reauthorization_link_get_or_create,
+    reauthorization_link_send,
+)
 from sellers.services.requirements import tenant_requirements_changed
 from sellers.services.rotation import ClientSecretError, client_secret_install
 from sellers.services.status import missing_required_scopes, required_scopes_for
@@ -555,20 +561,36 @@ class SellerAdmin(TenantScopedAdmin):
     def send_reauthorization_link(self, request, queryset):
         sellers, refused = self._targets(request, queryset)
         actor = actor_for_user(request.user)
-        emailed = no_email = already = 0
-        for seller in sellers:
-            invitation, sent = reauthorization_link_send(seller=seller, actor=actor)
-            if sent:
-                emailed += 1
-            elif not seller.email:
-                no_email += 1
-            else:
-                already += 1
+        counts = {outcome: 0 for outcome in LinkEmail}
+        # One mail-server connection for the batch; a server that cannot be reached fails each
+        # send below (reported as failed, claim given back), never the page.
+        connection = get_connection(fail_silently=False)
+        try:
+            try:
+                connection.open()
+            except OSError:
+                pass  # each send below tries again and is counted as failed
+            for seller in sellers:
+                _, outcome = reauthorization_link_send(seller=seller, actor=actor, connection=connection)
+                counts[outcome] += 1
+        finally:
+            try:
+                connection.close()
+            except OSError:
+                pass
         self.message_user(
             request,
-            f"Re-authorization links: {emailed} emailed, {already} already emailed earlier (not sent again), "
-            f"{no_email} without an email address (link created, copy it from the seller's page).",
+            f"Re-authorization links: {counts[LinkEmail.SENT]} emailed, {counts[LinkEmail.ALREADY]} already emailed "
+            f"earlier (not sent again), {counts[LinkEmail.NO_ADDRESS]} without an email address (link created, copy "
+            "it from the seller's page).",
         )
+        if counts[LinkEmail.FAILED]:
+            self.message_user(
+                request,
+                f"{counts[LinkEmail.FAILED]} email(s) could not be sent (the mail server refused or did not answer); "
+                "nothing was recorded for them, so running the action again retries them.",
+                level=messages.ERROR,
+            )
         self._report_refused(request, refused)
 
     @admin.action(description="Refresh access tokens now", permissions=["manage"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.urls import reverse
@@ -233,6 +234,43 @@ def test_send_reauthorization_link_action_emails_once(acme, manager, client, mai
     assert Invitation.objects.filter(seller=without).exists()
     body = act(client, "send_reauthorization_link", with_email).content.decode()
     assert "0 emailed, 1 already emailed earlier" in body and len(mailoutbox) == 1
+
+
+def test_a_mail_server_failure_is_reported_not_recorded_and_retried_next_time(acme, manager, client, mailoutbox, monkeypatch):
+    seller = make_seller(acme, "Mail Me", email="mailme@example.com")
+    make_grant(seller)
+
+    def smtp_down(self, messages):
+        raise ConnectionRefusedError("mail server down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("django.core.mail.backends.locmem.EmailBackend.send_messages", smtp_down)
+        response = act(client, "send_reauthorization_link", seller)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "0 emailed" in body and "1 email(s) could not be sent" in body
+    assert not Event.objects.filter(seller=seller, kind=Event.Kind.REAUTH_LINK_EMAILED).exists()
+    assert Invitation.objects.get(seller=seller).last_emailed_at is None  # the claim was given back
+
+    body = act(client, "send_reauthorization_link", seller).content.decode()
+    assert "1 emailed" in body and [m.to for m in mailoutbox] == [["mailme@example.com"]]
+    assert Event.objects.filter(seller=seller, kind=Event.Kind.REAUTH_LINK_EMAILED).count() == 1
+
+
+def test_two_sends_at_once_email_the_seller_once(acme, manager, mailoutbox):
+    """A double click: the second request finds the link claimed by the first."""
+    from sellers.services.invitations import LinkEmail, reauthorization_link_send
+
+    seller = make_seller(acme, "Mail Me", email="mailme@example.com")
+    make_grant(seller)
+    invitation, _ = reauthorization_link_get_or_create(seller=seller)
+    # Both requests read the link before either claimed it.
+    Invitation.objects.filter(pk=invitation.pk).update(last_emailed_at=timezone.now())
+    stale = Invitation.objects.get(pk=invitation.pk)
+    stale.last_emailed_at = None
+    with mock.patch("sellers.services.invitations.reauthorization_link_get_or_create", return_value=(stale, False)):
+        _, outcome = reauthorization_link_send(seller=seller)
+    assert outcome == LinkEmail.ALREADY and mailoutbox == []
 
 
 def test_refresh_now_action_refreshes_at_lwa(acme, manager, client, amazon_calls):

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from sellers.models import Event, Invitation, Region, Seller, Tenant
 
 from .events import event_record
+
+logger = logging.getLogger(__name__)
 
 
 def token_hash(token: str) -> str:
@@ -108,24 +112,50 @@ def reauthorization_email(*, seller: Seller, tenant: Tenant, invitation: Invitat
     return EmailMessage(f"{verb} {tenant.name}'s access to your Amazon account", body, None, [seller.email])
 
 
-def reauthorization_link_send(
-    *, seller: Seller, actor: str = "system", resend: bool = False, missing: list[str] | None = None
-) -> tuple[Invitation, bool]:
-    """Email the seller its current link (creating one if needed). Returns (link, emailed).
+class LinkEmail(models.TextChoices):
+    SENT = "sent", "emailed"
+    ALREADY = "already", "already emailed earlier"
+    NO_ADDRESS = "no_address", "no email address"
+    FAILED = "failed", "email failed"
 
-    Idempotent: a link already emailed is not emailed again unless `resend`.
+
+def reauthorization_link_send(
+    *,
+    seller: Seller,
+    actor: str = "system",
+    resend: bool = False,
+    missing: list[str] | None = None,
+    connection=None,
+) -> tuple[Invitation, LinkEmail]:
+    """Email the seller its current link (creating one if needed). Returns (link, what happened).
+
+    Idempotent and safe against double clicks: the link is claimed with a conditional UPDATE of
+    `last_emailed_at` before sending, so two requests at once send one email; a failed send
+    gives the claim back (the next attempt sends) and records nothing.
     """
     invitation, _ = reauthorization_link_get_or_create(seller=seller, actor=actor)
-    if not seller.email or (invitation.last_emailed_at is not None and not resend):
-        return invitation, False
-    reauthorization_email(seller=seller, tenant=seller.tenant, invitation=invitation, missing=missing or []).send()
+    if not seller.email:
+        return invitation, LinkEmail.NO_ADDRESS
+    previous = invitation.last_emailed_at
+    if previous is not None and not resend:
+        return invitation, LinkEmail.ALREADY
     now = timezone.now()
-    Invitation.objects.filter(pk=invitation.pk).update(last_emailed_at=now)
+    guard = Q(last_emailed_at=previous) if previous is not None else Q(last_emailed_at__isnull=True)
+    if not Invitation.objects.filter(guard, pk=invitation.pk).update(last_emailed_at=now):
+        return invitation, LinkEmail.ALREADY  # another request claimed it a moment ago
+    message = reauthorization_email(seller=seller, tenant=seller.tenant, invitation=invitation, missing=missing or [])
+    message.connection = connection  # None: Django opens one for this message
+    try:
+        message.send()
+    except (OSError, ValueError) as exc:  # smtplib errors are OSErrors; ValueError: a refused header
+        logger.warning("Re-authorization email to seller %s failed: %s", seller.pk, type(exc).__name__)
+        Invitation.objects.filter(pk=invitation.pk, last_emailed_at=now).update(last_emailed_at=previous)
+        return invitation, LinkEmail.FAILED
     invitation.last_emailed_at = now
     event_record(
         seller=seller,
         kind=Event.Kind.REAUTH_LINK_EMAILED,
-        detail=f"Link emailed to {seller.email}.",
+        detail=f"Link emailed to {seller.email}." + (" (resent)" if previous is not None else ""),
         actor=actor,
     )
-    return invitation, True
+    return invitation, LinkEmail.SENT
