@@ -65,6 +65,18 @@ admin.site.index_title = "Sellers, grants and history"
 
 # --- Tenant scoping ----------------------------------------------------------------------------
 
+DB_ID_MAX = 2**63 - 1  # the largest primary key any supported database can hold
+
+
+def db_id(value) -> int | None:
+    """A primary key from user input, or None when no row could have it."""
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit():
+        return None
+    number = int(text)
+    return number if 0 < number <= DB_ID_MAX else None
+
+
 
 class TenantScopedAdmin(admin.ModelAdmin):
     """A ModelAdmin whose rows, permissions and object URLs follow the user's tenant roles.
@@ -108,9 +120,22 @@ class TenantScopedAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return self._allowed(request, self.delete_role, obj)
 
+    def response_action(self, request, queryset):
+        # Ids no row can have (not integers, beyond 64 bits) never reach the database: SQLite
+        # cannot bind them. They are refused like rows of other tenants.
+        submitted = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+        usable = [value for value in submitted if db_id(value) is not None]
+        if len(usable) != len(submitted):
+            request.POST = request.POST.copy()
+            request.POST.setlist(helpers.ACTION_CHECKBOX_NAME, usable)
+            request.spc_unusable_ids = len(submitted) - len(usable)
+        return super().response_action(request, queryset)
+
     def get_object(self, request, object_id, from_field=None):
         # Django answers a missing object with a redirect; outside the user's tenants (or absent)
         # is a plain 404 here, on the change, history and delete URLs alike.
+        if from_field is None and db_id(object_id) is None:
+            raise Http404("No such object.")
         obj = super().get_object(request, object_id, from_field)
         if obj is None:
             raise Http404("No such object.")
@@ -131,9 +156,8 @@ class TenantFilter(admin.SimpleListFilter):
         value = str(self.value() or "")
         if not value:
             return queryset
-        if not value.isdigit():
-            return queryset.none()
-        return queryset.filter(tenant_id=int(value))
+        tenant_id = db_id(value)
+        return queryset.none() if tenant_id is None else queryset.filter(tenant_id=tenant_id)
 
 
 def tenant_filter_for(request, filters):
@@ -547,7 +571,7 @@ class SellerAdmin(TenantScopedAdmin):
             .select_related("tenant")
             .order_by("name", "id")
         )
-        return manageable, max(submitted - len(manageable), 0)
+        return manageable, max(submitted - len(manageable), 0) + getattr(request, "spc_unusable_ids", 0)
 
     def _report_refused(self, request, refused: int) -> None:
         if refused:

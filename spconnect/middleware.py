@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from redis.exceptions import RedisError
@@ -184,3 +185,41 @@ class ContentSecurityPolicyMiddleware:
         ):
             response["Content-Security-Policy"] = content_security_policy()
         return response
+
+
+# --- Numbers the database cannot hold ---------------------------------------------------------
+
+
+def _is_out_of_range(exc: BaseException) -> bool:
+    """SQLite refuses to bind an int beyond 64 bits; PostgreSQL answers SQLSTATE 22003."""
+    if isinstance(exc, OverflowError):
+        return True
+    if isinstance(exc, DataError):
+        cause = exc.__cause__
+        return getattr(cause, "sqlstate", None) == "22003" or getattr(cause, "pgcode", None) == "22003"
+    return False
+
+
+class OutOfRangeNumberMiddleware:
+    """A number too large for the database in a URL, filter or form is bad input: 400, not 500.
+
+    Django range-checks most integer lookups itself, but not all (foreign keys, `pk__in` in the
+    admin's bulk actions); one answer here covers every view rather than a check in each.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not _is_out_of_range(exception):
+            return None
+        logger.info("400 for an out-of-range number on %s %s", request.method, request.path_info)
+        return render(
+            request,
+            "400.html",
+            {"message": "A number in this request is larger than any record could have. Check the address or go back."},
+            status=400,
+        )
