@@ -220,6 +220,11 @@ def test_owner_adds_and_changes_members(acme, owner, client, make_user, django_u
     assert roles == {"olga": "owner", "vera": "manager", "nina": "viewer"}
 
 
+def test_accounts_without_admin_access_are_not_offered_as_members(acme, owner, client, django_user_model):
+    django_user_model.objects.create_user(username="customer_account_zed", password="pw", is_staff=False)
+    assert "customer_account_zed" not in client.get(change_url(acme)).content.decode()
+
+
 def test_owner_cannot_pick_users_of_other_tenants(acme, owner, client, make_user):
     stranger = make_user("stanislaw_outsider", tenant=make_tenant("globex"), role=Role.OWNER)
     response = client.post(change_url(acme), post_data(acme, members=[(owner.pk, "owner"), (stranger.pk, "viewer")]))
