@@ -153,6 +153,22 @@ def test_set_client_secret_refuses_bad_input(tenant, stdin, message):
     assert not Event.objects.filter(kind=Event.Kind.SECRET_ROTATED).exists()
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--expires-at", "2026-02-30T00:00:00Z"], "not an ISO 8601 time"),
+        (["--expires-at", "soon"], "not an ISO 8601 time"),
+        (["--previous-valid-days", "1e300"], "between 0 and 30"),
+        (["--previous-valid-days", "nan"], "between 0 and 30"),
+        (["--previous-valid-days", "-1"], "between 0 and 30"),
+    ],
+)
+def test_set_client_secret_refuses_bad_options(tenant, args, message):
+    with pytest.raises(CommandError, match=message):
+        set_secret("--tenant", "acme", *args, stdin=NEW)
+    assert Tenant.objects.get(pk=tenant.pk).client_secret == OLD
+
+
 def test_setting_the_current_secret_again_changes_nothing(tenant):
     out = set_secret("--tenant", "acme", stdin=OLD)
     assert "already the current client secret" in out
@@ -214,6 +230,14 @@ def test_expiry_notification_records_the_date_and_warns_owners(tenant, owner, dj
         ({"hello": "world"}, "not an SP-API notification"),
         ({"notificationType": "ANY_OFFER_CHANGED", "payload": {}}, "Unsupported notification type 'ANY_OFFER_CHANGED'"),
         ({"notificationType": "APPLICATION_OAUTH_CLIENT_NEW_SECRET", "payload": {}}, "applicationOAuthClientNewSecret is missing"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (json.dumps({"Records": [{"Records": [{"Records": [{"Records": [{"Records": [{"Records": []}]}]}]}]}]}), "too many envelopes"),
+        ("x" * 300_000, "larger than 256 KiB"),
+        (
+            {"notificationType": "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY", "payload": {"applicationOAuthClientSecretExpiry": {
+                "clientId": "amzn1.application-oa2-client.acme", "clientSecretExpiryTime": "2026-02-30T00:00:00Z"}}},
+            "clientSecretExpiryTime is not an ISO 8601 time",
+        ),
     ],
 )
 def test_bad_notifications_are_clear_errors(tenant, document, message):

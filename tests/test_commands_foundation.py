@@ -42,6 +42,13 @@ def test_invite_rejects_unknown_region(tenant):
         run("invite", "--tenant", "acme", "--name", "X", "--region", "xx")
 
 
+@pytest.mark.parametrize("days", ["0", "-5", "366", "100000000"])
+def test_invite_days_outside_a_year_are_refused(tenant, days):
+    with pytest.raises(CommandError, match="--days must be between 1 and 365"):
+        run("invite", "--tenant", "acme", "--name", "X", "--days", days)
+    assert not Seller.objects.filter(name="X").exists()
+
+
 def test_seed_demo_is_idempotent_and_prints_password_once(settings):
     first = run("seed_demo")
     assert "password:" in first

@@ -92,7 +92,8 @@ def reauth_selection_build(
         )
         missing = [s for s in spids if s not in known]
         if missing:
-            raise SelectionError(f"No seller of {tenant.slug} has selling_partner_id {', '.join(missing)}.")
+            shown = ", ".join(spid[:40] for spid in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise SelectionError(f"No seller of {tenant.slug} has selling_partner_id {shown}.")
     return ReauthSelection(
         tenant=tenant,
         statuses=statuses,

@@ -283,27 +283,37 @@ class IngestResult:
 def _timestamp(value: Any, name: str) -> datetime | None:
     if value in (None, ""):
         return None
-    parsed = parse_datetime(str(value)) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well-formed but impossible, e.g. February 30th
+        parsed = None
     if parsed is None:
         raise ClientSecretError(f"{name} is not an ISO 8601 time.")
     return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, dt_timezone.utc)
 
 
-def _unwrap(document: Any) -> list[dict]:
+# An SQS batch holding an SNS envelope holding the notification is three levels; more is not Amazon.
+MAX_ENVELOPES = 4
+
+
+def _unwrap(document: Any, depth: int = 0) -> list[dict]:
     """The notifications in a document: one notification, an SQS message ({"Body": "…"}) or an
     SQS batch as a Lambda receives it ({"Records": [{"body": "…"}]})."""
+    if depth > MAX_ENVELOPES:
+        raise ClientSecretError("The notification is wrapped in too many envelopes.")
     if isinstance(document, dict) and isinstance(document.get("Records"), list):
         found: list[dict] = []
         for record in document["Records"]:
-            found.extend(_unwrap(record))
+            found.extend(_unwrap(record, depth + 1))
         return found
     if isinstance(document, dict) and "notificationType" not in document:
         for key in ("Body", "body", "Message"):
             if isinstance(document.get(key), str):
                 try:
-                    return _unwrap(json.loads(document[key]))
-                except ValueError:
+                    inner = json.loads(document[key])
+                except (ValueError, RecursionError):
                     raise ClientSecretError(f"The message's {key} is not JSON.") from None
+                return _unwrap(inner, depth + 1)
     if isinstance(document, dict) and isinstance(document.get("notificationType"), str):
         return [document]
     raise ClientSecretError("This is not an SP-API notification (no notificationType).")
@@ -373,5 +383,7 @@ def notification_parse(text: str | bytes) -> Any:
     """JSON from a file or stdin, with an error that never quotes the content (it holds a secret)."""
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except RecursionError:
+        raise ClientSecretError("The notification is nested too deeply to be one of Amazon's.") from None
+    except ValueError as exc:  # UnicodeDecodeError included
         raise ClientSecretError(f"The notification is not valid JSON (line {getattr(exc, 'lineno', '?')}).") from None

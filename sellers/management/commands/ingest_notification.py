@@ -5,6 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from sellers.services.rotation import NEW_SECRET, SECRET_EXPIRY, ClientSecretError, notification_ingest, notification_parse
 
 
+MAX_BYTES = 256 * 1024  # an SQS message is at most 256 KiB
+
+
 class Command(BaseCommand):
     stealth_options = ("stdin",)  # call_command(..., stdin=…) in tests and scripts
     help = (
@@ -22,13 +25,17 @@ class Command(BaseCommand):
         path = options["file"]
         if path == "-":
             stdin = options.get("stdin") or sys.stdin
-            text = stdin.read()
+            text = stdin.read(MAX_BYTES + 1)
+            if len(text) > MAX_BYTES:
+                raise CommandError(f"Standard input holds more than {MAX_BYTES // 1024} KiB; Amazon's notifications are small.")
         else:
             try:
-                with open(path, encoding="utf-8") as f:
-                    text = f.read()
+                with open(path, "rb") as f:
+                    text = f.read(MAX_BYTES + 1)
             except OSError as exc:
                 raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
+            if len(text) > MAX_BYTES:
+                raise CommandError(f"{path} is larger than {MAX_BYTES // 1024} KiB; Amazon's notifications are small.")
         try:
             results = notification_ingest(document=notification_parse(text), actor="amazon")
         except ClientSecretError as exc:

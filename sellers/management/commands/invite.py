@@ -6,6 +6,10 @@ from sellers.services.invitations import invitation_create
 from ._common import tenant_by_slug
 
 
+# A link is a bearer credential for the consent flow: a year is already generous.
+MAX_DAYS = 365
+
+
 class Command(BaseCommand):
     help = (
         "Create a pending seller and an invitation link to the hosted onboarding page. "
@@ -23,8 +27,8 @@ class Command(BaseCommand):
         tenant = tenant_by_slug(options["tenant"])
         if not options["name"].strip():
             raise CommandError("--name must not be empty.")
-        if options["days"] is not None and options["days"] < 1:
-            raise CommandError("--days must be at least 1.")
+        if options["days"] is not None and not (1 <= options["days"] <= MAX_DAYS):
+            raise CommandError(f"--days must be between 1 and {MAX_DAYS}.")
         invitation = invitation_create(
             tenant=tenant,
             name=options["name"],

@@ -16,12 +16,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500, help="Rows per batch and transaction (default: 500).")
+        parser.add_argument("--batch-size", type=int, default=500, help="Rows per batch and transaction, 1–10000 (default: 500).")
         parser.add_argument("--dry-run", action="store_true", help="Read and check every value, write nothing.")
 
     def handle(self, *args, **options):
-        if options["batch_size"] < 1:
-            raise CommandError("--batch-size must be at least 1.")
+        if not (1 <= options["batch_size"] <= 10_000):
+            raise CommandError("--batch-size must be between 1 and 10000.")
         keys = settings.FIELD_ENCRYPTION_KEY
         if isinstance(keys, str) or len(keys) < 2:
             self.stderr.write(

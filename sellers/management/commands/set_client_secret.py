@@ -11,6 +11,10 @@ from sellers.services.rotation import DEFAULT_PREVIOUS_VALID_DAYS, ClientSecretE
 from ._common import tenant_by_slug
 
 
+# Amazon keeps a replaced secret working for days, not months; longer is a typo.
+MAX_PREVIOUS_VALID_DAYS = 30
+
+
 class Command(BaseCommand):
     stealth_options = ("stdin",)  # call_command(..., stdin=…) in tests and scripts
     help = (
@@ -42,11 +46,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         tenant = tenant_by_slug(options["tenant"])
         days = options["previous_valid_days"]
-        if days < 0:
-            raise CommandError("--previous-valid-days must be 0 or more.")
+        if not (0 <= days <= MAX_PREVIOUS_VALID_DAYS):  # also refuses nan
+            raise CommandError(f"--previous-valid-days must be between 0 and {MAX_PREVIOUS_VALID_DAYS}.")
         expires_at = None
         if options["expires_at"]:
-            expires_at = parse_datetime(options["expires_at"])
+            try:
+                expires_at = parse_datetime(options["expires_at"])
+            except ValueError:  # well-formed but impossible, e.g. 2026-02-30
+                expires_at = None
             if expires_at is None:
                 raise CommandError("--expires-at is not an ISO 8601 time, e.g. 2026-06-01T00:00:00Z.")
             if timezone.is_naive(expires_at):
