@@ -232,7 +232,7 @@ def test_expiry_notification_records_the_date_and_warns_owners(tenant, owner, dj
         ({"notificationType": "APPLICATION_OAUTH_CLIENT_NEW_SECRET", "payload": {}}, "applicationOAuthClientNewSecret is missing"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
         (json.dumps({"Records": [{"Records": [{"Records": [{"Records": [{"Records": [{"Records": []}]}]}]}]}]}), "too many envelopes"),
-        ("x" * 300_000, "larger than 256 KiB"),
+        ("x" * 300_000, "more than 256 KiB"),
         (
             {"notificationType": "APPLICATION_OAUTH_CLIENT_SECRET_EXPIRY", "payload": {"applicationOAuthClientSecretExpiry": {
                 "clientId": "amzn1.application-oa2-client.acme", "clientSecretExpiryTime": "2026-02-30T00:00:00Z"}}},
