@@ -634,6 +634,13 @@ class SellerAdmin(TenantScopedAdmin):
                 continue
             result = grant_refresh(grant=grant, actor=actor, force=True)
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
+            event_record(
+                seller=seller,
+                kind=Event.Kind.REFRESH_REQUESTED,
+                detail=f"{RefreshOutcome(result.outcome).label}: {result.detail}",
+                data={"outcome": result.outcome},
+                actor=actor,
+            )
         summary = ", ".join(f"{n} {RefreshOutcome(o).label.lower()}" for o, n in counts.items() if n)
         level = messages.SUCCESS if not (counts.get(RefreshOutcome.REVOKED) or counts.get(RefreshOutcome.TRANSIENT_FAILURE) or counts.get(RefreshOutcome.CREDENTIALS_FAILED)) else messages.WARNING
         self.message_user(request, f"Refresh: {summary or 'nothing to refresh'}" + (f"; {no_grant} not authorized yet" if no_grant else "") + ".", level)
@@ -718,6 +725,19 @@ class SellerAdmin(TenantScopedAdmin):
     def export_csv(self, request, queryset):
         sellers, refused = self._targets(request, queryset)
         self._report_refused(request, refused)
+        actor = actor_for_user(request.user)
+        by_tenant: dict[int, list[Seller]] = {}
+        for seller in sellers:
+            by_tenant.setdefault(seller.tenant_id, []).append(seller)
+        for tenant_sellers in by_tenant.values():
+            # One event per tenant, not per row: who took a copy of the seller list, and when.
+            event_record(
+                tenant=tenant_sellers[0].tenant,
+                kind=Event.Kind.EXPORTED,
+                detail=f"{len(tenant_sellers)} seller(s) exported to CSV from the admin.",
+                data={"sellers": len(tenant_sellers)},
+                actor=actor,
+            )
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="sellers-{timezone.now():%Y%m%d-%H%M}.csv"'
         writer = SafeDictWriter(response, fieldnames=EXPORT_FIELDS)

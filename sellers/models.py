@@ -299,6 +299,8 @@ class Event(models.Model):
         SECRET_ROTATED = "secret_rotated", "Client secret rotated"
         SECRET_EXPIRY_NOTICE = "secret_expiry_notice", "Client secret expiry notice"
         REQUIREMENTS_CHANGED = "requirements_changed", "Scope requirements changed"
+        REFRESH_REQUESTED = "refresh_requested", "Refresh requested by staff"
+        EXPORTED = "exported", "Exported by staff"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
     seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="events", null=True, blank=True)

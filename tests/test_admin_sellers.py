@@ -283,6 +283,8 @@ def test_refresh_now_action_refreshes_at_lwa(acme, manager, client, amazon_calls
     grant.refresh_from_db()
     assert grant.access_token == "Atza|brand-new-token-0123456789" and grant.refresh_count == 1
     assert "brand-new-token" not in body
+    event = Event.objects.get(seller=seller, kind=Event.Kind.REFRESH_REQUESTED)
+    assert event.actor == "staff:manny" and event.data == {"outcome": "refreshed"} and "Atza" not in event.detail
 
 
 def test_refresh_now_reports_revocation(acme, manager, client, amazon_calls):
@@ -348,6 +350,8 @@ def test_export_csv_action(acme, manager, client):
     assert rows[0]["name"] == "Csv Seller" and rows[0]["granted_scopes"] == ORDERS
     assert rows[0]["missing_scopes"] == INVENTORY and rows[0]["status"] == "partial"
     assert grant.refresh_token not in content and grant.access_token not in content
+    event = Event.objects.get(tenant=acme, kind=Event.Kind.EXPORTED)
+    assert (event.seller, event.actor, event.data) == (None, "staff:manny", {"sellers": 1})
 
 
 def test_select_across_acts_on_every_row_of_the_users_tenants(acme, manager, client):
