@@ -304,6 +304,8 @@ def profile_sweep(data: dict) -> None:
     import cProfile
     import pstats
 
+    from django.utils import timezone
+
     from sellers.models import Grant
     from sellers.services.tokens import grants_due, grants_refresh
 
@@ -326,6 +328,29 @@ def profile_sweep(data: dict) -> None:
     stats = pstats.Stats(profiler).strip_dirs().sort_stats("cumulative")
     stats.print_stats(45)
     stats.sort_stats("tottime").print_stats(25)
+
+    # spconnect's own share: the same sweep again with LWA's answer canned (no socket, no server).
+    import requests
+
+    from sellers import amazon
+
+    canned = json.dumps({"access_token": "Atza|" + "c" * 300, "token_type": "bearer", "expires_in": 3600}).encode()
+
+    def answer(method, url, **kwargs):
+        response = requests.Response()
+        response.status_code, response._content = 200, canned
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    Grant.objects.filter(pk__in=measured).update(access_token_expires_at=timezone.now() + timedelta(seconds=60))
+    real_send, amazon.send = amazon.send, answer
+    try:
+        cpu = time.process_time()
+        grants_refresh(grant_ids=measured, actor="bench")
+        own_cpu = time.process_time() - cpu
+    finally:
+        amazon.send = real_send
+    print(f"spconnect's own CPU per refresh, HTTP stubbed out: {own_cpu / n * 1000:.2f} ms")
 
 
 # --- Single flight --------------------------------------------------------------------------------
@@ -471,7 +496,7 @@ statements, decrypting the refresh token and client secret, encrypting the new a
 the sandbox answers fast, that extra CPU is a large share of the total; with LWA remote (tens of
 milliseconds per answer) it is a small one. django-q2 spreads refresh tasks over worker processes,
 so a production sweep does not share one interpreter lock. `bench_tokens.py --profile` shows where
-the client's CPU goes: with the HTTP call stubbed out, spconnect's own work is about 1.3 ms per
+the client's CPU goes: with the HTTP call stubbed out, spconnect's own work is about 1.4 ms per
 refresh, most of it Django building and running the conditional UPDATE and the re-read under the lock.
 
 ### Single flight: one expired grant, real HTTP to the sandbox LWA
