@@ -87,3 +87,6 @@ def test_error_pages_are_accessible_too(page, shots, live_amazon):
     page.goto(f"{live_amazon}/authflow/callback/?state=forged&spapi_oauth_code=ANforged")
     assert page.get_by_role("heading", level=1).inner_text() == "This sign-in attempt cannot be used"
     check_page(page, shots, "callback-rejected")
+    page.goto(f"{live_amazon}/no-such-page/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Page not found"
+    check_page(page, shots, "not-found")
