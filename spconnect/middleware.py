@@ -70,7 +70,9 @@ class RateDecision:
     retry_after: int  # seconds until the current window ends
 
 
-def rate_limit_hit(*, address: str, limit: int, window: int, now: float | None = None) -> RateDecision:
+def rate_limit_hit(
+    *, address: str, limit: int, window: int, now: float | None = None, scope: str = "public"
+) -> RateDecision:
     """Count one request from `address` in the current fixed window and say if it may proceed.
 
     A fixed window (one counter per address per window) costs one atomic INCR on Redis. At a
@@ -80,7 +82,7 @@ def rate_limit_hit(*, address: str, limit: int, window: int, now: float | None =
     now = time.time() if now is None else now
     index = int(now // window)
     retry_after = max(1, math.ceil((index + 1) * window - now))
-    key = f"spconnect:ratelimit:{_limit_key(address)}:{index}"
+    key = f"spconnect:ratelimit:{scope}:{_limit_key(address)}:{index}"
     cache.add(key, 0, timeout=window + 1)
     try:
         count = cache.incr(key)
@@ -94,6 +96,16 @@ def _is_limited_path(path: str) -> bool:
     return any(path.startswith(prefix) for prefix in settings.SPCONNECT_RATE_LIMIT_PATHS)
 
 
+def _limit_for(request: HttpRequest) -> tuple[str, int, int] | None:
+    """(scope, requests, window) that applies to this request, or None."""
+    path = request.path_info
+    if request.method == "POST" and path in settings.SPCONNECT_LOGIN_PATHS:
+        return "login", settings.SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS, settings.SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS
+    if _is_limited_path(path):
+        return "public", settings.SPCONNECT_RATE_LIMIT_REQUESTS, settings.SPCONNECT_RATE_LIMIT_WINDOW_SECONDS
+    return None
+
+
 class RateLimitMiddleware:
     """429 with Retry-After once an address exceeds the limit on the public pages.
 
@@ -105,33 +117,34 @@ class RateLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = settings.SPCONNECT_RATE_LIMIT_REQUESTS
-        if limit > 0 and _is_limited_path(request.path_info):
+        applies = _limit_for(request)
+        if applies is not None and applies[1] > 0:
+            scope, limit, window = applies
             address = client_address(request)
-            window = settings.SPCONNECT_RATE_LIMIT_WINDOW_SECONDS
             try:
-                decision = rate_limit_hit(address=address, limit=limit, window=window)
+                decision = rate_limit_hit(address=address, limit=limit, window=window, scope=scope)
             except CACHE_ERRORS as exc:
                 logger.warning("Rate limit not applied, the cache is unreachable: %s", type(exc).__name__)
             else:
                 if not decision.allowed:
                     logger.info("Rate limited %s on %s (%s requests)", address, request.path_info, decision.count)
-                    return self._too_many(request, decision)
+                    return self._too_many(request, decision, scope)
         return self.get_response(request)
 
     @staticmethod
-    def _too_many(request: HttpRequest, decision: RateDecision) -> HttpResponse:
+    def _too_many(request: HttpRequest, decision: RateDecision, scope: str) -> HttpResponse:
         minutes = max(1, math.ceil(decision.retry_after / 60))
+        wait = f"Please wait {minutes} minute{'s' if minutes > 1 else ''}"
+        if scope == "login":
+            title = "Too many sign-in attempts"
+            message = f"Too many sign-in attempts came from your network in a short time. {wait} and try again."
+        else:
+            title = "Too many attempts"
+            message = f"Too many requests came from your network in a short time. {wait} and open your link again."
         response = render(
             request,
             "authflow/problem.html",
-            {
-                "title": "Too many attempts",
-                "message": f"Too many requests came from your network in a short time. "
-                f"Please wait {minutes} minute{'s' if minutes > 1 else ''} and open your link again.",
-                "retry_token": None,
-                "kind": "error",
-            },
+            {"title": title, "message": message, "retry_token": None, "kind": "error"},
             status=429,
         )
         response["Retry-After"] = str(decision.retry_after)

@@ -191,11 +191,22 @@ SPCONNECT_TRUSTED_PROXY_COUNT = env.int("SPCONNECT_TRUSTED_PROXY_COUNT", default
 SPCONNECT_RATE_LIMIT_REQUESTS = env.int("SPCONNECT_RATE_LIMIT_REQUESTS", default=60)
 SPCONNECT_RATE_LIMIT_WINDOW_SECONDS = env.int("SPCONNECT_RATE_LIMIT_WINDOW_SECONDS", default=60)
 SPCONNECT_RATE_LIMIT_PATHS = ["/connect/", "/authflow/"]
+# Staff sign-in attempts (POSTs to the admin login) per client address per window, counted apart
+# from the public pages: guessing passwords is slowed without locking anybody's account.
+SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS = env.int("SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS", default=10)
+SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS = env.int("SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS", default=300)
+SPCONNECT_LOGIN_PATHS = ["/admin/login/"]
 SPCONNECT_CSP_EXEMPT_PATHS = ["/admin/"]
-if SPCONNECT_TRUSTED_PROXY_COUNT < 0 or SPCONNECT_RATE_LIMIT_REQUESTS < 0 or SPCONNECT_RATE_LIMIT_WINDOW_SECONDS < 1:
+if (
+    SPCONNECT_TRUSTED_PROXY_COUNT < 0
+    or SPCONNECT_RATE_LIMIT_REQUESTS < 0
+    or SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS < 0
+    or SPCONNECT_RATE_LIMIT_WINDOW_SECONDS < 1
+    or SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS < 1
+):
     raise ImproperlyConfigured(
-        "SPCONNECT_TRUSTED_PROXY_COUNT and SPCONNECT_RATE_LIMIT_REQUESTS must be 0 or more, "
-        "SPCONNECT_RATE_LIMIT_WINDOW_SECONDS 1 or more."
+        "SPCONNECT_TRUSTED_PROXY_COUNT and SPCONNECT_(LOGIN_)RATE_LIMIT_REQUESTS must be 0 or more, "
+        "SPCONNECT_(LOGIN_)RATE_LIMIT_WINDOW_SECONDS 1 or more."
     )
 
 # --- Amazon ----------------------------------------------------------------------------------

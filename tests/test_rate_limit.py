@@ -149,6 +149,22 @@ def test_admin_healthz_and_static_are_not_limited(limit, invite_path):
     assert client.get("/admin/login/").status_code == 200
 
 
+def test_staff_sign_in_attempts_are_limited_apart_from_the_public_pages(limit, invite_path, make_user):
+    limit.SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS = 2
+    limit.SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS = 300
+    make_user("olga")
+    client = Client()
+    wrong = {"username": "olga", "password": "guess", "next": "/admin/"}
+    assert hit(client, "/admin/login/", 2, "post", data=wrong) == [200, 200]  # the form again, with an error
+    refused = client.post("/admin/login/", {"username": "olga", "password": "pw-olga"})
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 300
+    assert "Too many sign-in attempts" in refused.content.decode()
+    assert "_auth_user_id" not in client.session  # even the right password waits
+    assert client.get("/admin/login/").status_code == 200  # reading the page is not an attempt
+    assert client.get(invite_path).status_code == 200  # sellers' pages count separately
+    assert Client(REMOTE_ADDR="198.51.100.7").post("/admin/login/", {"username": "olga", "password": "pw-olga"}).status_code == 302
+
+
 def test_zero_turns_the_limit_off(limit, invite_path):
     limit.SPCONNECT_RATE_LIMIT_REQUESTS = 0
     assert 429 not in hit(Client(), invite_path, 6)
