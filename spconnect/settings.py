@@ -197,17 +197,15 @@ SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS = env.int("SPCONNECT_LOGIN_RATE_LIMIT_REQUES
 SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS = env.int("SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS", default=300)
 SPCONNECT_LOGIN_PATHS = ["/admin/login/"]
 SPCONNECT_CSP_EXEMPT_PATHS = ["/admin/"]
-if (
-    SPCONNECT_TRUSTED_PROXY_COUNT < 0
-    or SPCONNECT_RATE_LIMIT_REQUESTS < 0
-    or SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS < 0
-    or SPCONNECT_RATE_LIMIT_WINDOW_SECONDS < 1
-    or SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS < 1
+for _name, _least in (
+    ("SPCONNECT_TRUSTED_PROXY_COUNT", 0),
+    ("SPCONNECT_RATE_LIMIT_REQUESTS", 0),
+    ("SPCONNECT_RATE_LIMIT_WINDOW_SECONDS", 1),
+    ("SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS", 0),
+    ("SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS", 1),
 ):
-    raise ImproperlyConfigured(
-        "SPCONNECT_TRUSTED_PROXY_COUNT and SPCONNECT_(LOGIN_)RATE_LIMIT_REQUESTS must be 0 or more, "
-        "SPCONNECT_(LOGIN_)RATE_LIMIT_WINDOW_SECONDS 1 or more."
-    )
+    if globals()[_name] < _least:
+        raise ImproperlyConfigured(f"{_name} must be {_least} or more.")
 
 # --- Amazon ----------------------------------------------------------------------------------
 # The built-in local stand-in for Seller Central, LWA and SP-API (served under /sandbox/).

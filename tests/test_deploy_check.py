@@ -64,7 +64,14 @@ def test_production_settings_are_hardened():
     assert "('HTTP_X_FORWARDED_PROTO', 'https')" in result.stdout
 
 
-def test_invalid_rate_limit_settings_refuse_to_start():
-    result = run("check", env={"SPCONNECT_RATE_LIMIT_WINDOW_SECONDS": "0"})
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("SPCONNECT_RATE_LIMIT_WINDOW_SECONDS", "0", "SPCONNECT_RATE_LIMIT_WINDOW_SECONDS must be 1 or more"),
+        ("SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS", "-1", "SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS must be 0 or more"),
+    ],
+)
+def test_invalid_rate_limit_settings_refuse_to_start(name, value, message):
+    result = run("check", env={name: value})
     assert result.returncode != 0
-    assert "SPCONNECT_RATE_LIMIT_WINDOW_SECONDS 1 or more" in result.stderr
+    assert message in result.stderr
