@@ -876,7 +876,7 @@ class MembershipInline(ScopeRequirementInline):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "user":
             kwargs["queryset"] = (
-                get_user_model().objects.filter(visible_users_q(tenant_access(request.user)), is_active=True)
+                get_user_model().objects.filter(visible_users_q(tenant_access(request.user)))
                 .distinct()
                 .order_by("username")
             )

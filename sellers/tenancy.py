@@ -97,9 +97,12 @@ def visible_users_q(access: TenantAccess, role: str = Role.OWNER) -> Q:
     """Users an owner may pick as members: members of their tenants and staff with no tenant yet.
 
     Members of other tenants only are never offered: their existence is another agency's business.
-    Accounts without admin access (`is_staff` off) are not offered either: membership is for staff.
+    Newcomers must be active staff (`is_staff`): membership is for admin users. Members already in
+    the owner's tenants stay valid choices whatever their flags, or one deactivated colleague
+    would make every later save of the tenant page fail.
     """
     if access.is_superuser:
         return Q()
     ids = sorted(access.tenant_ids(role) or ())
-    return Q(is_superuser=False, is_staff=True) & (Q(memberships__tenant_id__in=ids) | Q(memberships__isnull=True))
+    newcomers = Q(is_staff=True, is_active=True, is_superuser=False, memberships__isnull=True)
+    return Q(memberships__tenant_id__in=ids) | newcomers

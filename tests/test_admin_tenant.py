@@ -225,6 +225,16 @@ def test_accounts_without_admin_access_are_not_offered_as_members(acme, owner, c
     assert "customer_account_zed" not in client.get(change_url(acme)).content.decode()
 
 
+@pytest.mark.parametrize("flags", [{"is_staff": False}, {"is_active": False}, {"is_superuser": True}])
+def test_an_existing_member_of_any_kind_does_not_block_saving_the_tenant(acme, owner, client, make_user, django_user_model, flags):
+    colleague = make_user("colin", tenant=acme, role=Role.VIEWER)
+    django_user_model.objects.filter(pk=colleague.pk).update(**flags)
+    saved(client.post(change_url(acme), post_data(acme, name="Acme Renamed")))
+    acme.refresh_from_db()
+    assert acme.name == "Acme Renamed"
+    assert TenantMembership.objects.filter(tenant=acme, user=colleague).exists()
+
+
 def test_owner_cannot_pick_users_of_other_tenants(acme, owner, client, make_user):
     stranger = make_user("stanislaw_outsider", tenant=make_tenant("globex"), role=Role.OWNER)
     response = client.post(change_url(acme), post_data(acme, members=[(owner.pk, "owner"), (stranger.pk, "viewer")]))
