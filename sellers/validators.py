@@ -24,10 +24,20 @@ from django.core.exceptions import ValidationError
 # Names that always mean "this machine" or an internal zone, whatever DNS says.
 _INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
 
+# IPv6 ranges that carry an IPv4 address inside (NAT64, 6to4, Teredo, the old IPv4-compatible
+# form): a gateway on the way may deliver them to that IPv4 address, private or not. Python calls
+# some of them global; no webhook receiver needs them.
+_IPV4_CARRIERS = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96")
+)
+
 
 def _internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif any(address in network for network in _IPV4_CARRIERS):
+            return True
     # is_global is False for private, loopback, link-local (169.254.x, cloud metadata), shared
     # (100.64/10), reserved and documentation ranges; multicast is global but never a receiver.
     return not address.is_global or address.is_multicast
@@ -47,6 +57,10 @@ def webhook_url_problem(url: str, *, resolve: bool) -> str | None:
         return "The webhook URL must use https."
     if not host:
         return "The webhook URL has no host."
+    if not host.isascii():
+        # Python's resolver and requests encode international names by different IDNA rules
+        # (straße → strasse vs xn--strae-oqa): the name checked would not be the name called.
+        return "Write an international host name in its ASCII (xn--) form."
     if parts.username is not None or parts.password is not None:
         return "The webhook URL must not carry a user name or password."
     if host == "localhost" or host.endswith(_INTERNAL_SUFFIXES):

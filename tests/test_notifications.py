@@ -128,6 +128,10 @@ def _public_dns(monkeypatch, address: str):
         "https://192.168.0.10/hook",
         "https://redis.internal/hook",
         "https://user:pw@hooks.example/hook",
+        "https://straße.example/hook",  # resolved as strasse.example, called as xn--strae-oqa.example
+        "https://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 to 169.254.169.254
+        "https://[2002:a9fe:a9fe::]/hook",  # 6to4
+        "https://[::7f00:1]/hook",  # IPv4-compatible 127.0.0.1
     ],
 )
 def test_internal_webhook_urls_are_refused_at_delivery_without_a_request(tenant, amazon_calls, url):
