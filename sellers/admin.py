@@ -562,16 +562,16 @@ class SellerAdmin(TenantScopedAdmin):
         """
         ids = list(queryset.values_list("pk", flat=True))
         if request.POST.get("select_across") == "1":
-            submitted = len(ids)
+            submitted = len(ids)  # every row of the filtered list: the checkboxes do not count
         else:
-            submitted = len(set(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+            submitted = len(set(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))) + getattr(request, "spc_unusable_ids", 0)
         manageable = list(
             tenant_access(request.user)
             .scope(Seller.objects.filter(pk__in=ids), "tenant", Role.MANAGER)
             .select_related("tenant")
             .order_by("name", "id")
         )
-        return manageable, max(submitted - len(manageable), 0) + getattr(request, "spc_unusable_ids", 0)
+        return manageable, max(submitted - len(manageable), 0)
 
     def _report_refused(self, request, refused: int) -> None:
         if refused:
