@@ -242,6 +242,112 @@ def bare_posts(refresh_tokens: list[str], client_id: str, secret: str, workers: 
     return elapsed
 
 
+PROCESS_START_DELAY = 6.0  # seconds for the worker processes to import Django and wait at the line
+
+
+def sweep_worker(mode: str, start_at: float) -> None:
+    """One process of the process-based sweep (or of its bare-POST baseline): reads its share
+    from stdin, starts at `start_at`, prints what it did as JSON."""
+    import django
+
+    django.setup()
+    job = json.loads(sys.stdin.read())
+    lwa, queries = Counter(), Counter()
+    if mode == "sweep":
+        from sellers.services.tokens import RefreshOutcome, grants_refresh
+
+        count_lwa_calls(lwa)
+        count_queries(queries)
+    ready = time.time()
+    while time.time() < start_at:
+        time.sleep(0.001)
+    cpu = time.process_time()
+    if mode == "sweep":
+        summary = grants_refresh(grant_ids=job["ids"], actor="bench")
+        refreshed, failed = summary.counts[RefreshOutcome.REFRESHED], summary.failed
+    else:
+        bare_posts(job["tokens"], job["client_id"], job["secret"], 1)
+        refreshed, failed = 0, 0
+    print(json.dumps({"ready": ready, "end": time.time(), "cpu": time.process_time() - cpu, "lwa": lwa.value,
+                      "queries": queries.value, "refreshed": refreshed, "failed": failed}))
+
+
+def in_processes(mode: str, shares: list[dict]) -> dict:
+    """Run `shares` in one process each, all starting together; wall time from start to last end."""
+    start_at = time.time() + PROCESS_START_DELAY
+    procs = [subprocess.Popen([sys.executable, __file__, "--sweep-worker", mode, str(start_at)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in shares]
+    results = []
+    for proc, share in zip(procs, shares):
+        proc.stdin.write(json.dumps(share))
+        proc.stdin.close()
+    for proc in procs:
+        stdout = proc.stdout.read()
+        stderr = proc.stderr.read()
+        if proc.wait(timeout=600):
+            raise SystemExit(f"a {mode} worker failed: {stderr[-800:]}")
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    late = [r for r in results if r["ready"] > start_at]
+    if late:
+        raise SystemExit(f"{len(late)} {mode} worker(s) were not ready at the start; raise PROCESS_START_DELAY")
+    return {
+        "wall": max(r["end"] for r in results) - start_at,
+        "cpu": sum(r["cpu"] for r in results),
+        **{key: sum(r[key] for r in results) for key in ("lwa", "queries", "refreshed", "failed")},
+    }
+
+
+def bench_sweep_processes(data: dict, workers: int, rounds: int = 5) -> dict:
+    """The sweep as django-q2 runs it, in worker processes (no shared interpreter lock), against
+    bare POSTs from as many processes; ABBA rounds as in the threaded run."""
+    from django.db import connections
+
+    from sellers.models import Grant
+    from sellers.services.tokens import grants_due
+
+    tenant = data["tenants"]["sweep"]
+    Grant.objects.filter(pk__in=data["sweep"]).update(access_token_expires_at=__import__("django.utils.timezone", fromlist=["now"]).now() + timedelta(seconds=60))
+    by_pk = dict(Grant.objects.filter(pk__in=data["sweep"]).values_list("pk", "refresh_token"))
+    due_ids = list(grants_due(tenant=tenant).values_list("pk", flat=True))
+    version_before = dict(Grant.objects.filter(pk__in=due_ids).values_list("pk", "version"))
+    connections.close_all()
+    totals = {"sweep": 0.0, "bare": 0.0, "sweep_cpu": 0.0, "bare_cpu": 0.0, "lwa": 0, "queries": 0, "refreshed": 0, "failed": 0}
+    for r in range(rounds):
+        chunk = due_ids[r::rounds]
+        order = ("bare", "sweep") if r % 2 == 0 else ("sweep", "bare")
+        for step in order:
+            parts = [chunk[i::workers] for i in range(workers)]
+            if step == "bare":
+                shares = [{"tokens": [by_pk[pk] for pk in part], "client_id": tenant.client_id, "secret": data["secret"]}
+                          for part in parts]
+                result = in_processes("bare", shares)
+                totals["bare"] += result["wall"]
+                totals["bare_cpu"] += result["cpu"]
+            else:
+                result = in_processes("sweep", [{"ids": part} for part in parts])
+                totals["sweep"] += result["wall"]
+                totals["sweep_cpu"] += result["cpu"]
+                for key in ("lwa", "queries", "refreshed", "failed"):
+                    totals[key] += result[key]
+    bumped = sum(1 for pk, v in Grant.objects.filter(pk__in=due_ids).values_list("pk", "version") if v == version_before[pk] + 1)
+    n = max(1, len(due_ids))
+    return {
+        "grants": len(due_ids),
+        "workers": workers,
+        "rounds": rounds,
+        "wall": totals["sweep"],
+        "refreshed": totals["refreshed"],
+        "refreshed_in_db": bumped,
+        "failed": totals["failed"],
+        "lwa": totals["lwa"],
+        "queries_per_refresh": totals["queries"] / n,
+        "bare": totals["bare"],
+        "ratio": totals["sweep"] / totals["bare"],
+        "cpu_ms_per_refresh": totals["sweep_cpu"] / n * 1000,
+        "cpu_ms_per_post": totals["bare_cpu"] / n * 1000,
+    }
+
+
 def bench_sweep(data: dict, workers: int, rounds: int = 5) -> dict:
     """The sweep and the bare POSTs run in interleaved rounds (ABBA), so that load from other
     processes on the machine falls on both alike; each round uses a fifth of the grants."""
@@ -565,7 +671,12 @@ def main() -> None:
                         help="Instead of the benchmarks: refresh the due grants in one thread under cProfile and print "
                         "where the client's CPU goes (nothing is written).")
     parser.add_argument("--flight-worker", nargs=3, metavar=("GRANT_ID", "THREADS", "START_AT"), help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-worker", nargs=2, metavar=("MODE", "START_AT"), help=argparse.SUPPRESS)
+    parser.add_argument("--only-processes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sweep_worker:
+        sweep_worker(args.sweep_worker[0], float(args.sweep_worker[1]))
+        return
     if args.flight_worker:
         grant_id, threads, start_at = args.flight_worker
         flight_worker(int(grant_id), int(threads), float(start_at))
@@ -608,6 +719,9 @@ def main() -> None:
 
         if args.profile:
             profile_sweep(data)
+            return
+        if args.only_processes:
+            print("sweep (processes):", json.dumps(bench_sweep_processes(data, args.workers), default=str), flush=True)
             return
         load_start = os.getloadavg()[0]
         hot = bench_hot_path(data["hot"])
