@@ -148,6 +148,36 @@ def test_a_sweep_costs_at_most_four_queries_per_refresh(tenant, amazon_calls, dj
     assert Grant.objects.filter(pk__in=ids, version=2, refresh_count=1).count() == 10
 
 
+def test_a_sweep_stores_what_the_orm_reads_back(tenant, amazon_calls):
+    """The sweep writes with its own two statements; the ORM must read exactly what it meant."""
+    from sellers.services.tokens import grants_refresh
+
+    _, grant = connected(tenant, expires_in=60)
+    amazon_calls.script(url_contains="/auth/o2/token", body={"access_token": "Atza|swept-token", "expires_in": 3600})
+    before = timezone.now()
+    grants_refresh(grant_ids=[grant.pk])
+    stored = Grant.objects.get(pk=grant.pk)
+    assert stored.access_token == "Atza|swept-token" and stored.version == grant.version + 1
+    assert timezone.is_aware(stored.access_token_expires_at)
+    assert before + timedelta(seconds=3590) < stored.access_token_expires_at < timezone.now() + timedelta(seconds=3610)
+    assert stored.last_refreshed_at >= before and stored.refresh_count == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT access_token FROM sellers_grant WHERE id = %s", [grant.pk])
+        assert "swept-token" not in cursor.fetchone()[0]  # encrypted like any ORM write
+
+
+def test_a_sweep_sees_a_backoff_recorded_after_it_loaded_the_grant(tenant, amazon_calls):
+    _, grant = connected(tenant, expires_in=60)
+    preloaded = Grant.objects.select_related("seller__tenant").get(pk=grant.pk)
+    retry_at = timezone.now() + timedelta(minutes=10)
+    Grant.objects.filter(pk=grant.pk).update(next_attempt_at=retry_at, consecutive_failures=2)  # another worker failed
+    result = tokens._refresh(grant.pk, actor="test", force=False, fresh_margin=timedelta(minutes=15),
+                             respect_backoff=True, preloaded=preloaded)
+    assert result.outcome == RefreshOutcome.SKIPPED and "Backing off" in result.detail
+    assert preloaded.next_attempt_at == retry_at and preloaded.consecutive_failures == 2
+    assert amazon_calls.token_calls == []
+
+
 def test_second_refresh_of_a_fresh_token_is_a_no_op(tenant, amazon_calls):
     _, grant = connected(tenant, expires_in=600)  # inside the 15-minute refresh window
     first = grant_refresh(grant=grant)

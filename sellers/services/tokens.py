@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -36,6 +37,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Callable, Iterable, Iterator
 
 from django.conf import settings
@@ -266,20 +268,57 @@ def _read_for_refresh(grant_id: int) -> Grant | None:
 
 # Fields that change without a version bump (failure bookkeeping) or that decide a refresh.
 _VOLATILE = ("version", "status", "access_token_expires_at", "next_attempt_at", "consecutive_failures", "failing_since", "last_error")
+_VOLATILE_DATETIMES = frozenset({"access_token_expires_at", "next_attempt_at", "failing_since"})
+
+
+# --- The sweep's two statements --------------------------------------------------------------------
+# A sweep runs one re-read and one conditional UPDATE per grant. Built through the ORM, each costs
+# more client CPU than the HTTP request to LWA itself (query building and compiling); written
+# here once per field set, they cost a string lookup. Values still go through each field's own
+# preparation (encryption, datetime adaptation), so what is stored is what the ORM would store.
+
+
+@functools.lru_cache(maxsize=64)
+def _update_sql(vendor: str, fields: tuple[str, ...]) -> str:
+    qn = connection.ops.quote_name
+    columns = ", ".join(f"{qn(Grant._meta.get_field(name).column)} = %s" for name in fields)
+    return f"UPDATE {qn(Grant._meta.db_table)} SET {columns} WHERE {qn(Grant._meta.pk.column)} = %s AND {qn('version')} = %s AND {qn('status')} = %s"
+
+
+def _update_if_current(grant: Grant, values: dict) -> int:
+    """UPDATE the grant with `values` if it still has the version read and is active; rows changed."""
+    fields = tuple(values)
+    params = [Grant._meta.get_field(name).get_db_prep_save(values[name], connection) for name in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(connection.vendor, fields), [*params, grant.pk, grant.version, Grant.Status.ACTIVE])
+        return cursor.rowcount
+
+
+@functools.lru_cache(maxsize=4)
+def _reread_sql(vendor: str, lock: bool) -> str:
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(Grant._meta.get_field(name).column) for name in _VOLATILE)
+    return f"SELECT {columns} FROM {qn(Grant._meta.db_table)} WHERE {qn(Grant._meta.pk.column)} = %s" + (" FOR UPDATE" if lock else "")
+
+
+def _aware(value):
+    """A datetime read by raw SQL as the ORM would return it (SQLite hands back naive UTC)."""
+    if value is None or timezone.is_aware(value):
+        return value
+    return timezone.make_aware(value, dt_timezone.utc)
 
 
 def _reread(preloaded: Grant) -> Grant | None:
     """Under the lock, check a grant loaded in bulk moments ago: one narrow query when unchanged."""
-    qs = Grant.objects.filter(pk=preloaded.pk)
-    if connection.features.has_select_for_update:
-        qs = qs.select_for_update(of=("self",))
-    row = next(iter(qs.values_list(*_VOLATILE)), None)
+    with connection.cursor() as cursor:
+        cursor.execute(_reread_sql(connection.vendor, connection.features.has_select_for_update), [preloaded.pk])
+        row = cursor.fetchone()
     if row is None:
         return None
     if row[0] != preloaded.version:
         return _read_for_refresh(preloaded.pk)  # its tokens changed: read them again
     for name, value in zip(_VOLATILE, row):
-        setattr(preloaded, name, value)
+        setattr(preloaded, name, _aware(value) if name in _VOLATILE_DATETIMES else value)
     return preloaded
 
 
@@ -373,7 +412,7 @@ def _on_success(grant: Grant, token: amazon.TokenResponse) -> RefreshResult:
     # The routine case is one UPDATE (atomic by itself); follow-up writes share a transaction.
     follow_ups = was_failing or new_scopes is not None or tenant.credentials_failing_since is not None
     with transaction.atomic() if follow_ups else contextlib.nullcontext():
-        updated = Grant.objects.filter(pk=grant.pk, version=grant.version, status=Grant.Status.ACTIVE).update(**values)
+        updated = _update_if_current(grant, values)
         if not updated:
             return RefreshResult(
                 RefreshOutcome.SKIPPED, "The grant changed during the refresh (re-authorized or revoked); result discarded.",
