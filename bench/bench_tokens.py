@@ -4,7 +4,9 @@
 * Hot path: 10,000 `grant_access_token` calls round-robin over 1,000 valid grants.
 * Refresh sweep: 5,000 due grants refreshed against the local sandbox's LWA over real HTTP
   (gunicorn on a free 127.0.0.1 port, its own SQLite file), compared with the same number of
-  bare HTTP POSTs to the same endpoint at the same concurrency.
+  bare HTTP POSTs to the same endpoint at the same concurrency: once with threads in one
+  process, once with worker processes (as django-q2 runs it); then spconnect's own CPU per
+  refresh with LWA's answer canned. `--profile` prints where the client's CPU goes instead.
 * Single flight: 50 threads, then 4 processes, asking for one expired grant.
 
 Everything runs in a temporary directory (two SQLite files: spconnect's and the sandbox's) and
@@ -306,7 +308,7 @@ def bench_sweep_processes(data: dict, workers: int, rounds: int = 5) -> dict:
     from sellers.services.tokens import grants_due
 
     tenant = data["tenants"]["sweep"]
-    Grant.objects.filter(pk__in=data["sweep"]).update(access_token_expires_at=__import__("django.utils.timezone", fromlist=["now"]).now() + timedelta(seconds=60))
+    make_due(data["sweep"])
     by_pk = dict(Grant.objects.filter(pk__in=data["sweep"]).values_list("pk", "refresh_token"))
     due_ids = list(grants_due(tenant=tenant).values_list("pk", flat=True))
     version_before = dict(Grant.objects.filter(pk__in=due_ids).values_list("pk", "version"))
@@ -410,8 +412,6 @@ def profile_sweep(data: dict) -> None:
     import cProfile
     import pstats
 
-    from django.utils import timezone
-
     from sellers.models import Grant
     from sellers.services.tokens import grants_due, grants_refresh
 
@@ -435,10 +435,24 @@ def profile_sweep(data: dict) -> None:
     stats.print_stats(45)
     stats.sort_stats("tottime").print_stats(25)
 
-    # spconnect's own share: the same sweep again with LWA's answer canned (no socket, no server).
+    print(f"spconnect's own CPU per refresh, HTTP stubbed out: {own_cpu_per_refresh(data):.2f} ms")
+
+
+def make_due(grant_ids: list[int]) -> None:
+    from django.utils import timezone
+
+    from sellers.models import Grant
+
+    Grant.objects.filter(pk__in=grant_ids).update(access_token_expires_at=timezone.now() + timedelta(seconds=60))
+
+
+def own_cpu_per_refresh(data: dict, count: int = 2000) -> float:
+    """spconnect's share of a refresh: the sweep once more, one thread, LWA's answer canned
+    (no socket, no server), in milliseconds of CPU per refresh."""
     import requests
 
     from sellers import amazon
+    from sellers.services.tokens import grants_refresh
 
     canned = json.dumps({"access_token": "Atza|" + "c" * 300, "token_type": "bearer", "expires_in": 3600}).encode()
 
@@ -448,15 +462,18 @@ def profile_sweep(data: dict) -> None:
         response.headers["Content-Type"] = "application/json"
         return response
 
-    Grant.objects.filter(pk__in=measured).update(access_token_expires_at=timezone.now() + timedelta(seconds=60))
+    ids = data["sweep"][:count]
+    make_due(ids)
     real_send, amazon.send = amazon.send, answer
     try:
         cpu = time.process_time()
-        grants_refresh(grant_ids=measured, actor="bench")
-        own_cpu = time.process_time() - cpu
+        summary = grants_refresh(grant_ids=ids, actor="bench")
+        spent = time.process_time() - cpu
     finally:
         amazon.send = real_send
-    print(f"spconnect's own CPU per refresh, HTTP stubbed out: {own_cpu / n * 1000:.2f} ms")
+    if summary.counts["refreshed"] != len(ids):
+        raise SystemExit(f"the canned sweep refreshed {summary} of {len(ids)}")
+    return spent / len(ids) * 1000
 
 
 # --- Single flight --------------------------------------------------------------------------------
@@ -546,7 +563,8 @@ def verdict(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
-def report(hot: dict, sweep: dict, flight: dict, database: str, server_workers: int, load: tuple[float, float]) -> str:
+def report(hot: dict, sweep: dict, processes: dict, own: float, flight: dict, database: str, server_workers: int,
+           load: tuple[float, float]) -> str:
     rows = []
     for name in ("loaded grants", "grants loaded without tokens (in-process cache)", "grant read per call (as spapi_request)"):
         r = hot[name]
@@ -556,7 +574,7 @@ def report(hot: dict, sweep: dict, flight: dict, database: str, server_workers: 
             target = "≥ 50,000 calls/s, 0 queries, 0 LWA"
             ok = r["lwa"] == 0 and r["queries_per_call"] == 0 and r["calls_per_s"] >= 50_000
         rows.append(f"| {name} | {r['calls_per_s']:,.0f} calls/s | {r['queries_per_call']:.2f} | {r['lwa']} | {target} | {verdict(ok)} |")
-    s = sweep
+    s, q = sweep, processes
     t, p = flight["threads"], flight["processes"]
     postgres = database.startswith("PostgreSQL")
     footnote = (
@@ -580,30 +598,33 @@ Client and sandbox share the machine's cores; load average at start / end: {load
 
 For comparison, a client library caching 10 tokens would have called LWA **{hot['ten_token_cache_lwa_calls']:,}** times for the same {HOT_CALLS:,} calls.
 
-### Refresh sweep: {s['grants']:,} due grants against the sandbox LWA over real HTTP, {s['workers']} threads
+### Refresh sweep: {s['grants']:,} due grants against the sandbox LWA over real HTTP, concurrency {s['workers']}
 
-Sweep and bare POSTs alternate in {s['rounds']} rounds (ABBA order) so that other load on the machine
-falls on both; the client and the sandbox server share the machine's cores.
+Two ways to run the sweep at the same concurrency: {s['workers']} threads in one process (`refresh_tokens
+--workers {s['workers']}`) and {s['workers']} processes (as django-q2 runs refresh tasks). Each is compared with bare
+POSTs of the same requests to the same endpoint made the same way ({s['workers']} threads, or {s['workers']} processes
+with one thread each). Sweep and bare POSTs alternate in {s['rounds']} rounds (ABBA order) so that other load on
+the machine falls on both; every round refreshes another fifth of the grants.
 
-| Figure | Result | Target | |
-|---|---|---|---|
-| Wall time | {s['wall']:.1f} s ({s['grants'] / s['wall']:,.0f} refreshes/s) | — | |
-| Refreshed (stored, version bumped) | {s['refreshed_in_db']:,} | {s['grants']:,} | {verdict(s['refreshed_in_db'] == s['grants'] and s['failed'] == 0)} |
-| LWA calls | {s['lwa']:,} | = {s['grants']:,} | {verdict(s['lwa'] == s['grants'])} |
-| SQL queries per refresh (spconnect's database) | {s['queries_per_refresh']:.2f} | ≤ 4 | {verdict(s['queries_per_refresh'] <= 4)} |
-| Bare POSTs of the same requests, same concurrency | {s['bare']:.1f} s | — | |
-| Sweep time / bare POST time | {s['ratio']:.2f} | ≤ 1.3 | {verdict(s['ratio'] <= 1.3)} |
-| Client CPU per refresh / per bare POST | {s['cpu_ms_per_refresh']:.2f} ms / {s['cpu_ms_per_post']:.2f} ms | — | |
+| Figure | {s['workers']} threads, one process | {s['workers']} processes | Target | |
+|---|---|---|---|---|
+| Wall time | {s['wall']:.1f} s ({s['grants'] / s['wall']:,.0f}/s) | {q['wall']:.1f} s ({q['grants'] / q['wall']:,.0f}/s) | — | |
+| Refreshed (stored, version bumped) | {s['refreshed_in_db']:,} | {q['refreshed_in_db']:,} | {s['grants']:,} | {verdict(s['refreshed_in_db'] == s['grants'] == q['refreshed_in_db'] and s['failed'] == q['failed'] == 0)} |
+| LWA calls | {s['lwa']:,} | {q['lwa']:,} | = {s['grants']:,} | {verdict(s['lwa'] == s['grants'] == q['lwa'])} |
+| SQL queries per refresh (spconnect's database) | {s['queries_per_refresh']:.2f} | {q['queries_per_refresh']:.2f} | ≤ 4 | {verdict(max(s['queries_per_refresh'], q['queries_per_refresh']) <= 4)} |
+| Bare POSTs, same requests, same concurrency | {s['bare']:.1f} s | {q['bare']:.1f} s | — | |
+| **Sweep time / bare POST time** | **{s['ratio']:.2f}** | **{q['ratio']:.2f}** | ≤ 1.3 | {verdict(s['ratio'] <= 1.3)} / {verdict(q['ratio'] <= 1.3)} |
+| Client CPU per refresh / per bare POST | {s['cpu_ms_per_refresh']:.2f} / {s['cpu_ms_per_post']:.2f} ms | {q['cpu_ms_per_refresh']:.2f} / {q['cpu_ms_per_post']:.2f} ms | — | |
+| spconnect's own CPU per refresh (LWA's answer canned, no HTTP) | {own:.2f} ms | (the same code) | — | |
 
-Where the ratio comes from: the sweep runs in one Python process whose {s['workers']} threads share one
-interpreter lock, and that process shares the machine's cores with the sandbox server. Each refresh
-costs the client its HTTP request (as much as a bare POST) plus spconnect's own work: two SQL
-statements, decrypting the refresh token and client secret, encrypting the new access token. When
-the sandbox answers fast, that extra CPU is a large share of the total; with LWA remote (tens of
-milliseconds per answer) it is a small one. django-q2 spreads refresh tasks over worker processes,
-so a production sweep does not share one interpreter lock. `bench_tokens.py --profile` shows where
-the client's CPU goes: with the HTTP call stubbed out, spconnect's own work is about 1.4 ms per
-refresh, most of it Django building and running the conditional UPDATE and the re-read under the lock.
+Where the ratio comes from: a refresh costs the client its HTTP request (as much as a bare POST)
+plus spconnect's own work, measured in the last row: the grant read in batches, the re-read under
+the lock, decrypting the refresh token and client secret, encrypting the new access token, and
+the conditional UPDATE. {"The client, the sandbox server and PostgreSQL" if postgres else "The client and the sandbox server"} share this machine's
+{os.cpu_count()} cores, so every millisecond of client CPU is taken from the server answering the POSTs; with
+LWA remote (tens of milliseconds per answer, on Amazon's machines) the same work is a small
+share of each refresh. In one process the {s['workers']} threads also share one interpreter lock, which
+the processes do not. `bench_tokens.py --profile` shows where the client's CPU goes.
 
 ### Single flight: one expired grant, real HTTP to the sandbox LWA
 
@@ -672,7 +693,6 @@ def main() -> None:
                         "where the client's CPU goes (nothing is written).")
     parser.add_argument("--flight-worker", nargs=3, metavar=("GRANT_ID", "THREADS", "START_AT"), help=argparse.SUPPRESS)
     parser.add_argument("--sweep-worker", nargs=2, metavar=("MODE", "START_AT"), help=argparse.SUPPRESS)
-    parser.add_argument("--only-processes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sweep_worker:
         sweep_worker(args.sweep_worker[0], float(args.sweep_worker[1]))
@@ -720,14 +740,15 @@ def main() -> None:
         if args.profile:
             profile_sweep(data)
             return
-        if args.only_processes:
-            print("sweep (processes):", json.dumps(bench_sweep_processes(data, args.workers), default=str), flush=True)
-            return
         load_start = os.getloadavg()[0]
         hot = bench_hot_path(data["hot"])
         print("hot path:", json.dumps(hot, default=str), flush=True)
         sweep = bench_sweep(data, args.workers)
-        print("sweep:", json.dumps(sweep, default=str), flush=True)
+        print("sweep (threads):", json.dumps(sweep, default=str), flush=True)
+        processes = bench_sweep_processes(data, args.workers)
+        print("sweep (processes):", json.dumps(processes, default=str), flush=True)
+        own = own_cpu_per_refresh(data)
+        print(f"spconnect's own CPU per refresh: {own:.2f} ms", flush=True)
         flight = bench_single_flight(data["flight"])
         print("single flight:", json.dumps(flight, default=str), flush=True)
         if args.database_url:
@@ -736,7 +757,7 @@ def main() -> None:
             database = "SQLite file in WAL mode"
         else:
             database = "SQLite file with its default rollback journal (as shipped)"
-        markdown = report(hot, sweep, flight, database, args.server_workers, (load_start, os.getloadavg()[0]))
+        markdown = report(hot, sweep, processes, own, flight, database, args.server_workers, (load_start, os.getloadavg()[0]))
         if args.no_write:
             print(markdown)
         else:
