@@ -25,8 +25,8 @@ class Command(BaseCommand):
         path = options["file"]
         if path == "-":
             stdin = options.get("stdin") or sys.stdin
-            text = stdin.read(MAX_BYTES + 1)
-            if len(text) > MAX_BYTES:
+            text = stdin.read(MAX_BYTES + 1)  # characters: at least as many bytes
+            if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogateescape")) > MAX_BYTES:
                 raise CommandError(f"Standard input holds more than {MAX_BYTES // 1024} KiB; Amazon's notifications are small.")
         else:
             try:
