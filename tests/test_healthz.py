@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,83 @@ def test_503_while_postgres_is_away_and_200_once_it_is_back(client):
     assert down.json()["checks"]["database"] == "unreachable"
     back = client.get("/healthz")
     assert back.status_code == 200, back.content
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL server of the test's own (initdb in a temporary directory, its own port), so
+    that it can really be stopped and started without touching the shared one."""
+
+    def __init__(self, port: int):
+        # Outside pytest's private temporary tree: the server's account must reach it.
+        self.directory = Path(tempfile.mkdtemp(prefix="spconnect-healthz-pg-"))
+        self.directory.chmod(0o777)
+        self.bin, self.data, self.port = _postgres_bin(), self.directory / "data", port
+        self.log = self.directory / "postgres.log"
+        # PostgreSQL refuses to run as root: use its own system account then.
+        self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def run(self, *args: str) -> None:
+        subprocess.run([*self.prefix, *args], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> None:
+        self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
+
+    def start(self) -> None:
+        self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
+                 "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data} -c fsync=off", "start")
+
+    def stop(self) -> None:
+        self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+@pytest.mark.postgres(reason="a PostgreSQL server of its own to stop and start")
+@pytest.mark.skipif(_postgres_bin() is None, reason="needs PostgreSQL's server programs (initdb, pg_ctl)")
+def test_a_running_app_answers_503_while_its_database_is_stopped_and_200_once_it_is_back(request):
+    import requests
+
+    from .test_tasks import free_port, stop, wait_for_port
+
+    server = ThrowawayPostgres(free_port())
+    request.addfinalizer(lambda: shutil.rmtree(server.directory, ignore_errors=True))
+    server.init()
+    server.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{server.port}/postgres",
+        "DATABASE_CONNECT_TIMEOUT": "2",
+    }
+    if not env.get("REDIS_URL"):
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    web = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "spconnect.wsgi:application", "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--threads", "2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_port(port, web)
+        url = f"http://127.0.0.1:{port}/healthz"
+        assert requests.get(url, timeout=10).status_code == 200
+        server.stop()
+        down = requests.get(url, timeout=10)
+        assert down.status_code == 503 and down.json()["checks"]["database"] == "unreachable"
+        server.start()
+        back = requests.get(url, timeout=10)
+        assert back.status_code == 200, back.text
+    finally:
+        logs = stop(web)
+        try:
+            server.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped by a failed step
+    assert "Traceback" not in logs, logs
 
 
 @pytest.mark.django_db
