@@ -13,9 +13,11 @@ import json as jsonlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 from django.views.decorators.debug import sensitive_variables
 
 from .scopes import parse_scope_string
@@ -34,11 +36,46 @@ def session() -> requests.Session:
     return _session
 
 
-def send(method: str, url: str, **kwargs: Any) -> requests.Response:
-    """Send one request through the shared session, with the configured timeout."""
+class _PinnedAddressAdapter(HTTPAdapter):
+    """Connects to one address chosen (and checked) beforehand instead of resolving the URL's
+    host again; the Host header, TLS server name and certificate check keep the host name."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__(max_retries=0)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        name = host_params["host"]
+        host_params["host"] = self.address
+        if host_params["scheme"] == "https":
+            pool_kwargs["server_hostname"] = name
+            pool_kwargs["assert_hostname"] = name
+        return host_params, pool_kwargs
+
+    def send(self, request, *args, **kwargs):
+        request.headers["Host"] = urlsplit(request.url).netloc.rsplit("@", 1)[-1]
+        return super().send(request, *args, **kwargs)
+
+
+def send(method: str, url: str, *, pin_address: str | None = None, **kwargs: Any) -> requests.Response:
+    """Send one request through the shared session, with the configured timeout.
+
+    `pin_address`: connect to this address, not to whatever the URL's host resolves to now
+    (webhooks, whose address was checked a moment ago). No proxy is used for such a request: a
+    proxy would resolve the name again.
+    """
     kwargs.setdefault("timeout", settings.SPAPI_HTTP_TIMEOUT)
     kwargs.setdefault("allow_redirects", False)
-    return _session.request(method, url, **kwargs)
+    if pin_address is None:
+        return _session.request(method, url, **kwargs)
+    with requests.Session() as pinned:
+        pinned.trust_env = False
+        pinned.headers.update(_session.headers)
+        adapter = _PinnedAddressAdapter(pin_address)
+        pinned.mount("http://", adapter)
+        pinned.mount("https://", adapter)
+        return pinned.request(method, url, **kwargs)
 
 
 # --- Login with Amazon ---------------------------------------------------------------------
@@ -253,9 +290,10 @@ def spapi_send(
 # --- Webhooks (not Amazon, but outbound all the same) -----------------------------------------
 
 
-def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str]) -> int:
-    """POST a signed JSON body; returns the status code, raises on network errors."""
-    response = send("POST", url, data=body, headers={"Content-Type": "application/json", **headers})
+def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], address: str | None = None) -> int:
+    """POST a signed JSON body (to `address`, when given); returns the status code, raises on
+    network errors."""
+    response = send("POST", url, data=body, headers={"Content-Type": "application/json", **headers}, pin_address=address)
     return response.status_code
 
 

@@ -4,12 +4,12 @@ A webhook URL is typed by a tenant owner and then fetched by our workers, which 
 agency's network next to PostgreSQL, Redis and cloud metadata endpoints. So the URL must be
 https and must not lead to a loopback, private, link-local or otherwise internal address: checked
 when it is saved (the host as written) and again before every delivery (every address the name
-resolves to, since DNS can change after the save). Redirects are never followed (`amazon.send`).
-A name whose answer changes between that check and the connection (DNS rebinding) is not
-caught here; deployments that must rule it out send workers' traffic through an egress proxy.
+resolves to, since DNS can change after the save). The delivery then connects to the address it
+checked, not to the name (TLS still verifies the name), so DNS cannot point elsewhere between the
+check and the connection. Redirects are never followed (`amazon.send`).
 
-`SPCONNECT_WEBHOOK_ALLOW_PRIVATE=true` lifts both rules, for a receiver on the same machine
-during development.
+`SPCONNECT_WEBHOOK_ALLOW_PRIVATE=true` lifts the address rules (and allows http), for a receiver
+on the same machine during development.
 """
 
 from __future__ import annotations
@@ -43,51 +43,73 @@ def _internal_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
     return not address.is_global or address.is_multicast
 
 
-def webhook_url_problem(url: str, *, resolve: bool) -> str | None:
-    """Why spconnect will not POST to `url`, or None. `resolve`: also check what DNS says now."""
-    if getattr(settings, "SPCONNECT_WEBHOOK_ALLOW_PRIVATE", False):
-        return None
+def _allow_private() -> bool:
+    return bool(getattr(settings, "SPCONNECT_WEBHOOK_ALLOW_PRIVATE", False))
+
+
+def _parse(url: str) -> tuple[str | None, str, int]:
+    """(problem, host, port) from the rules that hold without DNS."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "The webhook URL is not a valid URL."
+        return "The webhook URL is not a valid URL.", "", 0
     host = (parts.hostname or "").rstrip(".").lower()
-    if parts.scheme != "https":
-        return "The webhook URL must use https."
+    port = port or (443 if parts.scheme == "https" else 80)
     if not host:
-        return "The webhook URL has no host."
+        return "The webhook URL has no host.", host, port
+    if _allow_private():
+        return None, host, port
+    if parts.scheme != "https":
+        return "The webhook URL must use https.", host, port
     if not host.isascii():
         # Python's resolver and requests encode international names by different IDNA rules
         # (straße → strasse vs xn--strae-oqa): the name checked would not be the name called.
-        return "Write an international host name in its ASCII (xn--) form."
+        return "Write an international host name in its ASCII (xn--) form.", host, port
     if parts.username is not None or parts.password is not None:
-        return "The webhook URL must not carry a user name or password."
+        return "The webhook URL must not carry a user name or password.", host, port
     if host == "localhost" or host.endswith(_INTERNAL_SUFFIXES):
-        return "The webhook URL must point to a public host, not this machine or an internal name."
+        return "The webhook URL must point to a public host, not this machine or an internal name.", host, port
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
-        literal = None
-    if literal is not None:
-        if _internal_address(literal):
-            return "The webhook URL must point to a public address, not a private, loopback or link-local one."
-        return None
-    if not resolve:
-        return None
+        return None, host, port
+    if _internal_address(literal):
+        return "The webhook URL must point to a public address, not a private, loopback or link-local one.", host, port
+    return None, host, port
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why spconnect will not POST to `url` (without asking DNS), or None."""
+    return _parse(url)[0]
+
+
+def webhook_destination(url: str) -> tuple[str | None, str | None]:
+    """(problem, address): where to connect for `url`, checked now. The caller connects to that
+    address rather than to the name, so DNS cannot answer differently a moment later."""
+    problem, host, port = _parse(url)
+    if problem:
+        return problem, None
     try:
-        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+        return None, str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return f"The webhook host {host} does not resolve."
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if _internal_address(address):
-            return f"The webhook host {host} resolves to a private, loopback or link-local address."
-    return None
+        return f"The webhook host {host} does not resolve.", None
+    addresses = [info[4][0].split("%", 1)[0] for info in infos]
+    if not _allow_private():
+        for address in addresses:
+            if _internal_address(ipaddress.ip_address(address)):
+                return f"The webhook host {host} resolves to a private, loopback or link-local address.", None
+    if not addresses:
+        return f"The webhook host {host} does not resolve.", None
+    return None, addresses[0]
 
 
 def validate_webhook_url(value: str) -> None:
     """Model/form validator: the rules that hold without asking DNS."""
-    problem = webhook_url_problem(value, resolve=False) if value else None
+    problem = webhook_url_problem(value) if value else None
     if problem:
         raise ValidationError(problem, code="webhook_url")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.server
 import json
+import socket
+import threading
 from datetime import timedelta
 
 import pytest
@@ -62,8 +65,8 @@ def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
     seller, grant = connected(tenant, spid="A1HOOKED")
     posted = []
 
-    def fake_post(*, url, body, headers):
-        posted.append({"url": url, "body": body, "headers": dict(headers)})
+    def fake_post(*, url, body, headers, address=None):
+        posted.append({"url": url, "body": body, "headers": dict(headers), "address": address})
         return 200
 
     monkeypatch.setattr("sellers.amazon.webhook_post", fake_post)
@@ -72,7 +75,7 @@ def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
     with django_capture_on_commit_callbacks(execute=True):
         notify_staff(tenant=tenant, subject="Shop is revoked", body=f"oops {grant.access_token}", event=event)
     [sent] = posted
-    assert sent["url"] == HOOK
+    assert sent["url"] == HOOK and sent["address"] == "127.0.0.1"
     signed = f"{sent['headers']['X-Spconnect-Timestamp']}.".encode() + sent["body"]
     expected = hmac.new(b"whsec-test-0123456789", signed, hashlib.sha256).hexdigest()
     assert sent["headers"]["X-Spconnect-Signature"] == f"sha256={expected}"
@@ -159,3 +162,108 @@ def test_a_public_https_receiver_gets_the_post(tenant, amazon_calls, monkeypatch
     amazon_calls.script(url_contains="hooks.example", status=204)
     assert webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}') == "delivered (attempt 1)"
     assert [c.url for c in amazon_calls.calls] == ["https://hooks.example/x"]
+
+
+def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local_hooks, tenant, monkeypatch):
+    """DNS rebinding: the name is resolved once, checked, and that address is the one called.
+    `hooks.example` resolves nowhere on this machine; only the checked answer leads anywhere."""
+    received = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.headers["Host"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    lookups = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, port_, *args, **kwargs):  # the machine's resolver, for every caller
+        lookups.append(host)
+        if host == "hooks.example":
+            if lookups.count(host) > 1:  # a rebinding server answers differently the second time
+                raise socket.gaierror("hooks.example now points elsewhere")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port_))]
+        if host.endswith("example"):
+            raise socket.gaierror("no such host")
+        return real_getaddrinfo(host, port_, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    tenant.webhook_url, tenant.webhook_secret = f"http://hooks.example:{port}/in", "whsec-test-0123456789"
+    tenant.save()
+    try:
+        assert webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}') == "delivered (attempt 1)"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert lookups.count("hooks.example") == 1  # the check's lookup; the connection used its answer
+    assert received == [(f"hooks.example:{port}", b'{"type":"notice"}')]
+
+
+def _tls_receiver(tmp_path, name: str):
+    """An HTTPS server on 127.0.0.1 with a certificate for `name`, and the CA file to trust it."""
+    import ssl
+    from datetime import datetime, timezone as dt_timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(dt_timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    seen = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers["Host"])
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, str(cert_file), seen
+
+
+def test_a_pinned_https_request_still_verifies_the_host_name(tmp_path):
+    from sellers import amazon
+
+    server, ca_file, seen = _tls_receiver(tmp_path, "hooks.example")
+    port = server.server_address[1]
+    try:
+        # The name is never resolved: the connection goes to the pinned address, and the
+        # certificate is checked against the name in the URL.
+        response = amazon.send("POST", f"https://hooks.example:{port}/in", data=b"{}", pin_address="127.0.0.1",
+                               verify=ca_file)
+        assert response.status_code == 204 and seen == [f"hooks.example:{port}"]
+        with pytest.raises(requests.exceptions.SSLError):  # a certificate for another name is refused
+            amazon.send("POST", f"https://other.example:{port}/in", data=b"{}", pin_address="127.0.0.1", verify=ca_file)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from sellers import amazon
 from sellers.models import Event, Tenant, TenantMembership
-from sellers.validators import webhook_url_problem
+from sellers.validators import webhook_destination
 from spconnect.logging import redact
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None or not tenant.webhook_url or not tenant.webhook_secret:
         return "skipped: the tenant has no webhook any more"
-    problem = webhook_url_problem(tenant.webhook_url, resolve=True)
+    problem, address = webhook_destination(tenant.webhook_url)
     if problem and "does not resolve" not in problem:
         # Saved before the rule existed, or DNS now points inside: never worth a retry.
         logger.warning("Webhook of tenant %s not sent: %s", tenant.slug, problem)
@@ -130,7 +130,7 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
     }
     if problem is None:
         try:
-            status = amazon.webhook_post(url=tenant.webhook_url, body=body.encode(), headers=headers)
+            status = amazon.webhook_post(url=tenant.webhook_url, body=body.encode(), headers=headers, address=address)
             problem = None if 200 <= status < 300 else f"answered HTTP {status}"
         except amazon.NETWORK_ERRORS as exc:
             problem = f"did not answer ({type(exc).__name__})"
