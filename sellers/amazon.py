@@ -1,7 +1,8 @@
 """The one seam for every outbound HTTP call: Login with Amazon, SP-API and webhooks.
 
-Everything that leaves the process goes through `send()`, which owns the single
-`requests.Session` and always passes a timeout (`requests` has none by default). Tests and the
+Everything that leaves the process goes through `send()`, which owns the shared
+`requests.Session` (webhooks pinned to a checked address get a short-lived one of their own)
+and always passes a timeout (`requests` has none by default). Tests and the
 local sandbox switch behaviour here and nowhere else.
 
 Nothing in this module logs or raises with a request body, header value or token in it.
