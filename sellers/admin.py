@@ -858,10 +858,16 @@ class MembershipFormSet(BaseInlineFormSet):
             1 for form in self.initial_forms if form.initial.get("role") == TenantMembership.Role.OWNER
         )
         owners = 0
+        current = set(self.instance.memberships.values_list("user_id", flat=True)) if self.instance.pk else set()
         for form in self.forms:
             data = getattr(form, "cleaned_data", None)
             if data and not data.get("DELETE") and data.get("role") == TenantMembership.Role.OWNER:
                 owners += 1
+            user = data.get("user") if data and not data.get("DELETE") else None
+            # The picker offers other tenants' inactive or non-staff members to their common
+            # owner (so that their own rows stay valid); joining this tenant needs active staff.
+            if user is not None and user.pk not in current and not (user.is_active and user.is_staff and not user.is_superuser):
+                form.add_error("user", "Only active staff accounts (not superusers) can be added as members.")
         if owners_before and not owners:
             raise ValidationError("A tenant keeps at least one owner.")
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
+import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from django.views.decorators.debug import sensitive_variables
@@ -59,24 +61,45 @@ class _PinnedAddressAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
-def send(method: str, url: str, *, pin_address: str | None = None, **kwargs: Any) -> requests.Response:
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the request did not reach the server at all (safe to try another address)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def send(method: str, url: str, *, pin_addresses: Sequence[str] | None = None, **kwargs: Any) -> requests.Response:
     """Send one request through the shared session, with the configured timeout.
 
-    `pin_address`: connect to this address, not to whatever the URL's host resolves to now
-    (webhooks, whose address was checked a moment ago). No proxy is used for such a request: a
-    proxy would resolve the name again.
+    `pin_addresses`: connect to these addresses, in order, not to whatever the URL's host
+    resolves to now (webhooks, whose addresses were checked a moment ago); the next one is tried
+    only when a connection could not be made. When a proxy is configured for the URL
+    (`HTTPS_PROXY`, …) the request goes through it unpinned: the proxy resolves the name, and is
+    the deployment's egress control.
     """
     kwargs.setdefault("timeout", settings.SPAPI_HTTP_TIMEOUT)
     kwargs.setdefault("allow_redirects", False)
-    if pin_address is None:
+    if not pin_addresses or requests.utils.get_environ_proxies(url):
         return _session.request(method, url, **kwargs)
-    with requests.Session() as pinned:
-        pinned.trust_env = False
-        pinned.headers.update(_session.headers)
-        adapter = _PinnedAddressAdapter(pin_address)
-        pinned.mount("http://", adapter)
-        pinned.mount("https://", adapter)
-        return pinned.request(method, url, **kwargs)
+    # The pinned session ignores the environment (it must not pick up a proxy); keep its CA bundle.
+    kwargs.setdefault("verify", os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True)
+    failure: requests.ConnectionError | None = None
+    for address in pin_addresses:
+        with requests.Session() as pinned:
+            pinned.trust_env = False
+            pinned.headers.update(_session.headers)
+            adapter = _PinnedAddressAdapter(address)
+            pinned.mount("http://", adapter)
+            pinned.mount("https://", adapter)
+            try:
+                return pinned.request(method, url, **kwargs)
+            except requests.ConnectionError as exc:
+                if not _never_connected(exc):
+                    raise
+                failure = exc
+    assert failure is not None
+    raise failure
 
 
 # --- Login with Amazon ---------------------------------------------------------------------
@@ -291,10 +314,10 @@ def spapi_send(
 # --- Webhooks (not Amazon, but outbound all the same) -----------------------------------------
 
 
-def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], address: str | None = None) -> int:
-    """POST a signed JSON body (to `address`, when given); returns the status code, raises on
-    network errors."""
-    response = send("POST", url, data=body, headers={"Content-Type": "application/json", **headers}, pin_address=address)
+def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], addresses: Sequence[str] | None = None) -> int:
+    """POST a signed JSON body (to one of `addresses`, when given); returns the status code,
+    raises on network errors."""
+    response = send("POST", url, data=body, headers={"Content-Type": "application/json", **headers}, pin_addresses=addresses)
     return response.status_code
 
 

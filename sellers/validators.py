@@ -24,11 +24,13 @@ from django.core.exceptions import ValidationError
 # Names that always mean "this machine" or an internal zone, whatever DNS says.
 _INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
 
-# IPv6 ranges that carry an IPv4 address inside (NAT64, 6to4, Teredo, the old IPv4-compatible
-# form): a gateway on the way may deliver them to that IPv4 address, private or not. Python calls
-# some of them global; no webhook receiver needs them.
+# IPv6 ranges that carry an IPv4 address inside (NAT64, 6to4, Teredo, the IPv4-compatible and
+# IPv4-translated forms): a gateway on the way may deliver them to that IPv4 address, private or
+# not. Python calls some of them global; no webhook receiver needs them. Also the deprecated
+# site-local range, which Python calls global too.
 _IPV4_CARRIERS = tuple(
-    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96")
+    ipaddress.ip_network(n)
+    for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96", "::ffff:0:0:0/96", "fec0::/10")
 )
 
 
@@ -84,28 +86,28 @@ def webhook_url_problem(url: str) -> str | None:
     return _parse(url)[0]
 
 
-def webhook_destination(url: str) -> tuple[str | None, str | None]:
-    """(problem, address): where to connect for `url`, checked now. The caller connects to that
-    address rather than to the name, so DNS cannot answer differently a moment later."""
+def webhook_destination(url: str) -> tuple[str | None, list[str]]:
+    """(problem, addresses): where to connect for `url`, checked now. The caller connects to
+    these addresses rather than to the name, so DNS cannot answer differently a moment later."""
     problem, host, port = _parse(url)
     if problem:
-        return problem, None
+        return problem, []
     try:
-        return None, str(ipaddress.ip_address(host))
+        return None, [str(ipaddress.ip_address(host))]
     except ValueError:
         pass
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return f"The webhook host {host} does not resolve.", None
-    addresses = [info[4][0].split("%", 1)[0] for info in infos]
+        return f"The webhook host {host} does not resolve.", []
+    addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
+    if not addresses:
+        return f"The webhook host {host} does not resolve.", []
     if not _allow_private():
         for address in addresses:
             if _internal_address(ipaddress.ip_address(address)):
-                return f"The webhook host {host} resolves to a private, loopback or link-local address.", None
-    if not addresses:
-        return f"The webhook host {host} does not resolve.", None
-    return None, addresses[0]
+                return f"The webhook host {host} resolves to a private, loopback or link-local address.", []
+    return None, addresses
 
 
 def validate_webhook_url(value: str) -> None:

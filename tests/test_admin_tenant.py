@@ -235,6 +235,17 @@ def test_an_existing_member_of_any_kind_does_not_block_saving_the_tenant(acme, o
     assert TenantMembership.objects.filter(tenant=acme, user=colleague).exists()
 
 
+def test_an_owner_of_two_tenants_cannot_bring_an_inactive_member_of_one_into_the_other(acme, owner, client, make_user, django_user_model):
+    globex = make_tenant("globex")
+    TenantMembership.objects.create(tenant=globex, user=owner, role=Role.OWNER)
+    former = make_user("fred", tenant=globex, role=Role.VIEWER)
+    django_user_model.objects.filter(pk=former.pk).update(is_active=False)
+    response = client.post(change_url(acme), post_data(acme, members=[(owner.pk, "owner"), (former.pk, "viewer")]))
+    assert response.status_code == 200
+    assert "Only active staff accounts" in response.content.decode()
+    assert not TenantMembership.objects.filter(tenant=acme, user=former).exists()
+
+
 def test_owner_cannot_pick_users_of_other_tenants(acme, owner, client, make_user):
     stranger = make_user("stanislaw_outsider", tenant=make_tenant("globex"), role=Role.OWNER)
     response = client.post(change_url(acme), post_data(acme, members=[(owner.pk, "owner"), (stranger.pk, "viewer")]))

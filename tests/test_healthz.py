@@ -97,7 +97,7 @@ class ThrowawayPostgres:
 
     def __init__(self, port: int):
         # Outside pytest's private temporary tree: the server's account must reach it.
-        self.directory = Path(tempfile.mkdtemp(prefix="spconnect-healthz-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="spconnect-healthz-pg-", dir="/tmp"))
         self.directory.chmod(0o777)
         self.bin, self.data, self.port = _postgres_bin(), self.directory / "data", port
         self.log = self.directory / "postgres.log"
@@ -105,7 +105,9 @@ class ThrowawayPostgres:
         self.prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def run(self, *args: str) -> None:
-        subprocess.run([*self.prefix, *args], check=True, capture_output=True, timeout=60)
+        done = subprocess.run([*self.prefix, *args], capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            raise AssertionError(f"{Path(args[0]).name} failed: {(done.stderr or done.stdout)[-1500:]}")
 
     def init(self) -> None:
         self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync")
@@ -116,6 +118,10 @@ class ThrowawayPostgres:
 
     def stop(self) -> None:
         self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def stop_if_running(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop()
 
 
 @pytest.mark.postgres(reason="a PostgreSQL server of its own to stop and start")
@@ -129,6 +135,7 @@ def test_a_running_app_answers_503_while_its_database_is_stopped_and_200_once_it
     request.addfinalizer(lambda: shutil.rmtree(server.directory, ignore_errors=True))
     server.init()
     server.start()
+    request.addfinalizer(server.stop_if_running)  # runs first: whatever fails below, no server is left behind
     port = free_port()
     env = {
         **os.environ,
@@ -156,10 +163,6 @@ def test_a_running_app_answers_503_while_its_database_is_stopped_and_200_once_it
         assert back.status_code == 200, back.text
     finally:
         logs = stop(web)
-        try:
-            server.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped by a failed step
     assert "Traceback" not in logs, logs
 
 

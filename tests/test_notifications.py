@@ -65,8 +65,8 @@ def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
     seller, grant = connected(tenant, spid="A1HOOKED")
     posted = []
 
-    def fake_post(*, url, body, headers, address=None):
-        posted.append({"url": url, "body": body, "headers": dict(headers), "address": address})
+    def fake_post(*, url, body, headers, addresses=None):
+        posted.append({"url": url, "body": body, "headers": dict(headers), "addresses": addresses})
         return 200
 
     monkeypatch.setattr("sellers.amazon.webhook_post", fake_post)
@@ -75,7 +75,7 @@ def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
     with django_capture_on_commit_callbacks(execute=True):
         notify_staff(tenant=tenant, subject="Shop is revoked", body=f"oops {grant.access_token}", event=event)
     [sent] = posted
-    assert sent["url"] == HOOK and sent["address"] == "127.0.0.1"
+    assert sent["url"] == HOOK and sent["addresses"] == ["127.0.0.1"]
     signed = f"{sent['headers']['X-Spconnect-Timestamp']}.".encode() + sent["body"]
     expected = hmac.new(b"whsec-test-0123456789", signed, hashlib.sha256).hexdigest()
     assert sent["headers"]["X-Spconnect-Signature"] == f"sha256={expected}"
@@ -164,9 +164,7 @@ def test_a_public_https_receiver_gets_the_post(tenant, amazon_calls, monkeypatch
     assert [c.url for c in amazon_calls.calls] == ["https://hooks.example/x"]
 
 
-def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local_hooks, tenant, monkeypatch):
-    """DNS rebinding: the name is resolved once, checked, and that address is the one called.
-    `hooks.example` resolves nowhere on this machine; only the checked answer leads anywhere."""
+def _http_receiver():
     received = []
 
     class Receiver(http.server.BaseHTTPRequestHandler):
@@ -179,22 +177,34 @@ def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local
             pass
 
     server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
-    port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1], received
+
+
+def _resolver(monkeypatch, answers: dict[str, list[list[str]]]) -> list[str]:
+    """Replace the machine's resolver: each name answers from its list, one answer per lookup
+    (a rebinding server answers differently the second time); other `.example` names fail."""
     lookups = []
     real_getaddrinfo = socket.getaddrinfo
 
-    def getaddrinfo(host, port_, *args, **kwargs):  # the machine's resolver, for every caller
+    def getaddrinfo(host, port, *args, **kwargs):
         lookups.append(host)
-        if host == "hooks.example":
-            if lookups.count(host) > 1:  # a rebinding server answers differently the second time
-                raise socket.gaierror("hooks.example now points elsewhere")
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port_))]
+        if host in answers:
+            if not answers[host]:
+                raise socket.gaierror(f"{host} now points elsewhere")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[host].pop(0)]
         if host.endswith("example"):
             raise socket.gaierror("no such host")
-        return real_getaddrinfo(host, port_, *args, **kwargs)
+        return real_getaddrinfo(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local_hooks, tenant, monkeypatch):
+    """DNS rebinding: the name is resolved once, checked, and that address is the one called."""
+    server, port, received = _http_receiver()
+    lookups = _resolver(monkeypatch, {"hooks.example": [["127.0.0.1"]]})
     tenant.webhook_url, tenant.webhook_secret = f"http://hooks.example:{port}/in", "whsec-test-0123456789"
     tenant.save()
     try:
@@ -204,6 +214,30 @@ def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local
         server.server_close()
     assert lookups.count("hooks.example") == 1  # the check's lookup; the connection used its answer
     assert received == [(f"hooks.example:{port}", b'{"type":"notice"}')]
+
+
+def test_delivery_tries_the_next_checked_address_when_one_refuses(local_hooks, tenant, monkeypatch):
+    server, port, received = _http_receiver()
+    _resolver(monkeypatch, {"hooks.example": [["127.0.0.2", "127.0.0.1"]]})  # nothing listens on .2
+    tenant.webhook_url, tenant.webhook_secret = f"http://hooks.example:{port}/in", "whsec-test-0123456789"
+    tenant.save()
+    try:
+        assert webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}') == "delivered (attempt 1)"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 1
+
+
+def test_through_a_configured_proxy_the_webhook_is_not_pinned(monkeypatch):
+    """An egress proxy resolves the name itself: the request goes through the shared session."""
+    from sellers import amazon
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    used = []
+    monkeypatch.setattr(amazon._session, "request", lambda method, url, **kw: used.append(url) or "via proxy")
+    assert amazon.send("POST", "https://hooks.example/in", data=b"{}", pin_addresses=["203.0.113.9"]) == "via proxy"
+    assert used == ["https://hooks.example/in"]
 
 
 def _tls_receiver(tmp_path, name: str):
@@ -259,11 +293,11 @@ def test_a_pinned_https_request_still_verifies_the_host_name(tmp_path):
     try:
         # The name is never resolved: the connection goes to the pinned address, and the
         # certificate is checked against the name in the URL.
-        response = amazon.send("POST", f"https://hooks.example:{port}/in", data=b"{}", pin_address="127.0.0.1",
+        response = amazon.send("POST", f"https://hooks.example:{port}/in", data=b"{}", pin_addresses=["127.0.0.1"],
                                verify=ca_file)
         assert response.status_code == 204 and seen == [f"hooks.example:{port}"]
         with pytest.raises(requests.exceptions.SSLError):  # a certificate for another name is refused
-            amazon.send("POST", f"https://other.example:{port}/in", data=b"{}", pin_address="127.0.0.1", verify=ca_file)
+            amazon.send("POST", f"https://other.example:{port}/in", data=b"{}", pin_addresses=["127.0.0.1"], verify=ca_file)
     finally:
         server.shutdown()
         server.server_close()

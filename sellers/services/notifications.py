@@ -117,7 +117,7 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None or not tenant.webhook_url or not tenant.webhook_secret:
         return "skipped: the tenant has no webhook any more"
-    problem, address = webhook_destination(tenant.webhook_url)
+    problem, addresses = webhook_destination(tenant.webhook_url)
     if problem and "does not resolve" not in problem:
         # Saved before the rule existed, or DNS now points inside: never worth a retry.
         logger.warning("Webhook of tenant %s not sent: %s", tenant.slug, problem)
@@ -130,7 +130,7 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
     }
     if problem is None:
         try:
-            status = amazon.webhook_post(url=tenant.webhook_url, body=body.encode(), headers=headers, address=address)
+            status = amazon.webhook_post(url=tenant.webhook_url, body=body.encode(), headers=headers, addresses=addresses)
             problem = None if 200 <= status < 300 else f"answered HTTP {status}"
         except amazon.NETWORK_ERRORS as exc:
             problem = f"did not answer ({type(exc).__name__})"
