@@ -201,10 +201,11 @@ def _resolver(monkeypatch, answers: dict[str, list[list[str]]]) -> list[str]:
     return lookups
 
 
-def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local_hooks, tenant, monkeypatch):
-    """DNS rebinding: the name is resolved once, checked, and that address is the one called."""
+def _deliver(tenant, monkeypatch, addresses: list[str]) -> tuple[list[str], list, int]:
+    """Deliver one webhook to a local receiver named hooks.example, which resolves (once) to
+    `addresses`. Returns (lookups, received requests, port)."""
     server, port, received = _http_receiver()
-    lookups = _resolver(monkeypatch, {"hooks.example": [["127.0.0.1"]]})
+    lookups = _resolver(monkeypatch, {"hooks.example": [addresses]})
     tenant.webhook_url, tenant.webhook_secret = f"http://hooks.example:{port}/in", "whsec-test-0123456789"
     tenant.save()
     try:
@@ -212,20 +213,18 @@ def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local
     finally:
         server.shutdown()
         server.server_close()
+    return lookups, received, port
+
+
+def test_delivery_connects_to_the_address_it_checked_not_to_a_fresh_lookup(local_hooks, tenant, monkeypatch):
+    """DNS rebinding: the name is resolved once, checked, and that address is the one called."""
+    lookups, received, port = _deliver(tenant, monkeypatch, ["127.0.0.1"])
     assert lookups.count("hooks.example") == 1  # the check's lookup; the connection used its answer
     assert received == [(f"hooks.example:{port}", b'{"type":"notice"}')]
 
 
 def test_delivery_tries_the_next_checked_address_when_one_refuses(local_hooks, tenant, monkeypatch):
-    server, port, received = _http_receiver()
-    _resolver(monkeypatch, {"hooks.example": [["127.0.0.2", "127.0.0.1"]]})  # nothing listens on .2
-    tenant.webhook_url, tenant.webhook_secret = f"http://hooks.example:{port}/in", "whsec-test-0123456789"
-    tenant.save()
-    try:
-        assert webhook_deliver(tenant_id=tenant.pk, body='{"type":"notice"}') == "delivered (attempt 1)"
-    finally:
-        server.shutdown()
-        server.server_close()
+    _, received, _ = _deliver(tenant, monkeypatch, ["127.0.0.2", "127.0.0.1"])  # nothing listens on .2
     assert len(received) == 1
 
 
