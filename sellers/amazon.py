@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from django.conf import settings
-from requests.adapters import HTTPAdapter
 from django.views.decorators.debug import sensitive_variables
+from requests.adapters import HTTPAdapter
 
 from .scopes import parse_scope_string
 

@@ -229,7 +229,8 @@ class OutOfRangeNumberMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not _is_out_of_range(exception):
             return None
-        logger.info("400 for an out-of-range number on %s %s", request.method, request.path_info)
+        # Warning, not info: nearly always input, but an overflow in our own arithmetic lands here too.
+        logger.warning("400 for an out-of-range number on %s %s (%s)", request.method, request.path_info, exception)
         return render(
             request,
             "400.html",

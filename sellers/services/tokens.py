@@ -282,7 +282,8 @@ _VOLATILE_DATETIMES = frozenset({"access_token_expires_at", "next_attempt_at", "
 def _update_sql(vendor: str, fields: tuple[str, ...]) -> str:
     qn = connection.ops.quote_name
     columns = ", ".join(f"{qn(Grant._meta.get_field(name).column)} = %s" for name in fields)
-    return f"UPDATE {qn(Grant._meta.db_table)} SET {columns} WHERE {qn(Grant._meta.pk.column)} = %s AND {qn('version')} = %s AND {qn('status')} = %s"
+    where = f"{qn(Grant._meta.pk.column)} = %s AND {qn('version')} = %s AND {qn('status')} = %s"
+    return f"UPDATE {qn(Grant._meta.db_table)} SET {columns} WHERE {where}"
 
 
 def _update_if_current(grant: Grant, values: dict) -> int:
@@ -298,7 +299,8 @@ def _update_if_current(grant: Grant, values: dict) -> int:
 def _reread_sql(vendor: str, lock: bool) -> str:
     qn = connection.ops.quote_name
     columns = ", ".join(qn(Grant._meta.get_field(name).column) for name in _VOLATILE)
-    return f"SELECT {columns} FROM {qn(Grant._meta.db_table)} WHERE {qn(Grant._meta.pk.column)} = %s" + (" FOR UPDATE" if lock else "")
+    sql = f"SELECT {columns} FROM {qn(Grant._meta.db_table)} WHERE {qn(Grant._meta.pk.column)} = %s"
+    return sql + " FOR UPDATE" if lock else sql
 
 
 def _aware(value):
