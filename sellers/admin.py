@@ -77,7 +77,6 @@ def db_id(value) -> int | None:
     return number if 0 < number <= DB_ID_MAX else None
 
 
-
 class TenantScopedAdmin(admin.ModelAdmin):
     """A ModelAdmin whose rows, permissions and object URLs follow the user's tenant roles.
 

@@ -28,7 +28,7 @@ from sellers.models import Event, Grant, Invitation, Seller, Tenant
 from sellers.scopes import CATALOG
 
 from .exports import required_scopes_by_tenant
-from .invitations import reauthorization_email, token_hash
+from .invitations import link_email_claim, link_email_release, reauthorization_email, token_hash
 from .status import missing_required_scopes
 
 logger = logging.getLogger(__name__)
@@ -253,8 +253,7 @@ def _send_emails(
     with transaction.atomic():
         for seller, invitation, missing in todo:
             previous = invitation.last_emailed_at
-            guard = Q(last_emailed_at=previous) if previous is not None else Q(last_emailed_at__isnull=True)
-            if Invitation.objects.filter(guard, pk=invitation.pk).update(last_emailed_at=now):
+            if link_email_claim(invitation, at=now):
                 claimed.append((seller, invitation, missing, previous))
             else:
                 notes[seller.id] = "emailed meanwhile by another run"
@@ -262,7 +261,7 @@ def _send_emails(
         return notes
     def give_back(seller: Seller, invitation: Invitation, previous: datetime | None) -> None:
         # Not sent: release the claim so the next run tries again.
-        Invitation.objects.filter(pk=invitation.pk, last_emailed_at=now).update(last_emailed_at=previous)
+        link_email_release(invitation, at=now, previous=previous)
         notes[seller.id] = "email failed"
 
     sent: list[tuple[Seller, Invitation]] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -112,6 +112,19 @@ def reauthorization_email(*, seller: Seller, tenant: Tenant, invitation: Invitat
     return EmailMessage(f"{verb} {tenant.name}'s access to your Amazon account", body, None, [seller.email])
 
 
+def link_email_claim(invitation: Invitation, *, at: datetime) -> bool:
+    """Mark the link emailed at `at` unless somebody else did since it was read (one conditional
+    UPDATE): of two senders at once, one gets True and sends, the other gets False."""
+    previous = invitation.last_emailed_at
+    guard = Q(last_emailed_at=previous) if previous is not None else Q(last_emailed_at__isnull=True)
+    return bool(Invitation.objects.filter(guard, pk=invitation.pk).update(last_emailed_at=at))
+
+
+def link_email_release(invitation: Invitation, *, at: datetime, previous: datetime | None) -> None:
+    """The email claimed at `at` was not sent: give the claim back so the next attempt sends."""
+    Invitation.objects.filter(pk=invitation.pk, last_emailed_at=at).update(last_emailed_at=previous)
+
+
 class LinkEmail(models.TextChoices):
     SENT = "sent", "emailed"
     ALREADY = "already", "already emailed earlier"
@@ -140,8 +153,7 @@ def reauthorization_link_send(
     if previous is not None and not resend:
         return invitation, LinkEmail.ALREADY
     now = timezone.now()
-    guard = Q(last_emailed_at=previous) if previous is not None else Q(last_emailed_at__isnull=True)
-    if not Invitation.objects.filter(guard, pk=invitation.pk).update(last_emailed_at=now):
+    if not link_email_claim(invitation, at=now):
         return invitation, LinkEmail.ALREADY  # another request claimed it a moment ago
     message = reauthorization_email(seller=seller, tenant=seller.tenant, invitation=invitation, missing=missing or [])
     message.connection = connection  # None: Django opens one for this message
@@ -149,7 +161,7 @@ def reauthorization_link_send(
         message.send()
     except (OSError, ValueError) as exc:  # smtplib errors are OSErrors; ValueError: a refused header
         logger.warning("Re-authorization email to seller %s failed: %s", seller.pk, type(exc).__name__)
-        Invitation.objects.filter(pk=invitation.pk, last_emailed_at=now).update(last_emailed_at=previous)
+        link_email_release(invitation, at=now, previous=previous)
         return invitation, LinkEmail.FAILED
     invitation.last_emailed_at = now
     event_record(
