@@ -33,7 +33,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 
 from sellers.admin_dashboard import scope_chips, scope_held_q, status_badge
-from sellers.fields import mask_secret
+from sellers.fields import UndecryptableValue, mask_secret
 from sellers.models import Event, Grant, Invitation, ScopeRequirement, Seller, Tenant, TenantMembership
 from sellers.scopes import CATALOG, SCOPE_CHOICES
 from sellers.services.events import actor_for_user, event_record
@@ -54,6 +54,10 @@ from sellers.tenancy import Role, tenant_access, tenant_access_forget, visible_u
 # Encrypted columns never read by list pages: decrypting them is slow and they must not show.
 GRANT_SECRET_FIELDS = ("grant__refresh_token", "grant__access_token", "grant__mws_auth_token")
 TENANT_SECRET_FIELDS = ("client_secret", "previous_client_secret", "webhook_secret")
+UNDECRYPTABLE_NOTE = (
+    "The stored tokens cannot be decrypted with the configured keys (FIELD_ENCRYPTION_KEY): refreshes "
+    "and SP-API calls fail until the key they were written under is restored, or the seller re-authorizes."
+)
 # SP-API calls are slow; one click tests at most this many sellers.
 MAX_CONNECTION_TESTS = 25
 MARKETPLACE_PATH = "/sellers/v1/marketplaceParticipations"
@@ -463,9 +467,17 @@ class SellerAdmin(TenantScopedAdmin):
         required = required_scopes_for(obj.tenant_id)
         missing = missing_required_scopes(grant=grant, required=required)
         refused = grant.refused_scopes or []
-        # The refresh token is read once here for its masked tail; the value itself never leaves.
-        refresh_tail = Grant.objects.filter(pk=grant.pk).only("refresh_token").first()
+        # The tokens are read once here: the refresh token for its masked tail, all of them to
+        # know they still decrypt. No value leaves this method.
+        try:
+            tokens = Grant.objects.filter(pk=grant.pk).only("refresh_token", "access_token", "mws_auth_token").first()
+        except UndecryptableValue:
+            refresh_shown = "cannot be decrypted with the configured keys"
+            problem = [("Tokens", format_html('<strong class="spc-overdue">{}</strong>', UNDECRYPTABLE_NOTE))]
+        else:
+            refresh_shown, problem = mask_secret(tokens.refresh_token if tokens else ""), []
         rows = [
+            *problem,
             ("Status", grant.get_status_display() + (f" since {grant.revoked_at:%Y-%m-%d %H:%M}" if grant.revoked_at else "")),
             ("Scopes", scope_chips(grant.effective_scopes, missing, confirmed=grant.scopes_confirmed)),
             ("Confirmed by Amazon", "yes" if grant.scopes_confirmed else "no (assumed from the app's registration)"),
@@ -476,7 +488,7 @@ class SellerAdmin(TenantScopedAdmin):
             ("Last refresh", self.last_refresh_col(obj)),
             ("Refreshes", f"{grant.refresh_count} (consecutive failures: {grant.consecutive_failures})"),
             ("Last error", grant.last_error or "—"),
-            ("Refresh token", mask_secret(refresh_tail.refresh_token if refresh_tail else "")),
+            ("Refresh token", refresh_shown),
         ]
         body = format_html(
             "".join("<tr><th>{}</th><td>{}</td></tr>" for _ in rows), *[x for row in rows for x in row]
@@ -619,7 +631,7 @@ class SellerAdmin(TenantScopedAdmin):
     @admin.action(description="Refresh access tokens now", permissions=["manage"])
     def refresh_now(self, request, queryset):
         # Imported here: the token lifecycle module pulls in notifications and locks.
-        from sellers.services.tokens import RefreshOutcome, grant_refresh
+        from sellers.services.tokens import RefreshOutcome, RefreshResult, grant_refresh
 
         sellers, refused = self._targets(request, queryset)
         actor = actor_for_user(request.user)
@@ -631,7 +643,10 @@ class SellerAdmin(TenantScopedAdmin):
             if grant is None:
                 no_grant += 1
                 continue
-            result = grant_refresh(grant=grant, actor=actor, force=True)
+            try:
+                result = grant_refresh(grant=grant, actor=actor, force=True)
+            except UndecryptableValue:
+                result = RefreshResult(RefreshOutcome.UNDECRYPTABLE, UNDECRYPTABLE_NOTE)
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
             event_record(
                 seller=seller,
@@ -641,7 +656,8 @@ class SellerAdmin(TenantScopedAdmin):
                 actor=actor,
             )
         summary = ", ".join(f"{n} {RefreshOutcome(o).label.lower()}" for o, n in counts.items() if n)
-        level = messages.SUCCESS if not (counts.get(RefreshOutcome.REVOKED) or counts.get(RefreshOutcome.TRANSIENT_FAILURE) or counts.get(RefreshOutcome.CREDENTIALS_FAILED)) else messages.WARNING
+        problems = (RefreshOutcome.REVOKED, RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.CREDENTIALS_FAILED, RefreshOutcome.UNDECRYPTABLE)
+        level = messages.WARNING if any(counts.get(outcome) for outcome in problems) else messages.SUCCESS
         self.message_user(request, f"Refresh: {summary or 'nothing to refresh'}" + (f"; {no_grant} not authorized yet" if no_grant else "") + ".", level)
         self._report_refused(request, refused)
 
@@ -659,6 +675,8 @@ class SellerAdmin(TenantScopedAdmin):
                 response = spapi_request(seller=seller, method="GET", path=MARKETPLACE_PATH)
             except SPAPI_CALL_ERRORS as exc:
                 success, detail = False, str(exc)
+            except UndecryptableValue:
+                success, detail = False, UNDECRYPTABLE_NOTE
             else:
                 success = response.status_code == 200
                 if success:

@@ -65,7 +65,9 @@ def seller_status_sync(
     Callers that already wrote a more specific event (granted, revoked, …) pass record=False.
     """
     if grant is None:
-        grant = Grant.objects.filter(seller=seller).first()
+        # No token is needed for a status, and a grant that no key decrypts must still get one
+        # (marking it revoked is the way out when its key is lost).
+        grant = Grant.objects.filter(seller=seller).defer("refresh_token", "access_token", "mws_auth_token").first()
     if required is None:
         required = required_scopes_for(seller.tenant_id)
     new = seller_status_compute(grant=grant, required=required)

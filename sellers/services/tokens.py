@@ -46,6 +46,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
+from sellers.fields import UndecryptableValue
 from sellers.models import Event, Grant, Invitation, Seller
 from sellers.scopes import CATALOG
 
@@ -75,6 +76,7 @@ class RefreshOutcome(models.TextChoices):
     REVOKED = "revoked", "Revoked"
     CREDENTIALS_FAILED = "credentials_failed", "App credentials rejected"
     TRANSIENT_FAILURE = "transient_failure", "Transient failure"
+    UNDECRYPTABLE = "undecryptable", "Cannot be decrypted"
 
 
 @dataclass(frozen=True)
@@ -638,15 +640,45 @@ class RefreshSummary:
 
     @property
     def failed(self) -> int:
-        return self.counts[RefreshOutcome.CREDENTIALS_FAILED] + self.counts[RefreshOutcome.TRANSIENT_FAILURE]
+        c = self.counts
+        return c[RefreshOutcome.CREDENTIALS_FAILED] + c[RefreshOutcome.TRANSIENT_FAILURE] + c[RefreshOutcome.UNDECRYPTABLE]
 
     def __str__(self) -> str:
         c = self.counts
+        undecryptable = c[RefreshOutcome.UNDECRYPTABLE]
         return (
             f"refreshed {c[RefreshOutcome.REFRESHED]}, revoked {c[RefreshOutcome.REVOKED]}, "
             f"failed {self.failed} (app credentials {c[RefreshOutcome.CREDENTIALS_FAILED]}, "
-            f"transient {c[RefreshOutcome.TRANSIENT_FAILURE]}), skipped {c[RefreshOutcome.SKIPPED]}"
+            f"transient {c[RefreshOutcome.TRANSIENT_FAILURE]}"
+            + (f", cannot be decrypted {undecryptable}" if undecryptable else "")
+            + f"), skipped {c[RefreshOutcome.SKIPPED]}"
         )
+
+
+UNDECRYPTABLE_DETAIL = (
+    "The stored tokens cannot be decrypted with the configured keys (FIELD_ENCRYPTION_KEY); "
+    "not refreshed. Restore the key they were written under, or have the seller re-authorize."
+)
+
+
+def _undecryptable(grant_id: int, *, actor: str) -> RefreshResult:
+    """Report a grant whose tokens no configured key decrypts, and record it in its history."""
+    grant = (
+        Grant.objects.select_related("seller__tenant")
+        .defer("refresh_token", "access_token", "mws_auth_token")
+        .filter(pk=grant_id)
+        .first()
+    )
+    if grant is None:
+        return RefreshResult(RefreshOutcome.SKIPPED, "The grant no longer exists.")
+    event_record(
+        seller=grant.seller,
+        kind=Event.Kind.REFRESH_FAILING,
+        detail=UNDECRYPTABLE_DETAIL,
+        data={"error": "undecryptable"},
+        actor=actor,
+    )
+    return RefreshResult(RefreshOutcome.UNDECRYPTABLE, UNDECRYPTABLE_DETAIL, grant)
 
 
 def grants_refresh(
@@ -661,15 +693,39 @@ def grants_refresh(
     summary = RefreshSummary()
     lock = threading.Lock()
 
+    def load(chunk: list[int]) -> tuple[dict[int, Grant], set[int]]:
+        """(grants by id, ids whose tokens no configured key decrypts)."""
+        qs = Grant.objects.select_related("seller__tenant")
+        try:
+            return qs.in_bulk(chunk), set()
+        except UndecryptableValue:
+            # One row decrypted with the batch would fail every grant of it: read the batch
+            # again one grant at a time so that only the bad ones are left out.
+            loaded, bad = {}, set()
+            for grant_id in chunk:
+                try:
+                    loaded.update(qs.in_bulk([grant_id]))
+                except UndecryptableValue:
+                    bad.add(grant_id)
+            return loaded, bad
+
     def batch(chunk: list[int]) -> None:
         # One query loads a batch with sellers and tenants; under each grant's lock a narrow
         # query then confirms the row did not change meanwhile (else it is read again).
-        loaded = Grant.objects.select_related("seller__tenant").in_bulk(chunk)
+        loaded, undecryptable = load(chunk)
         for grant_id in chunk:
-            result = _refresh(
-                grant_id, actor=actor, force=force, fresh_margin=_window(), respect_backoff=True,
-                preloaded=loaded.get(grant_id),
-            ) if grant_id in loaded else RefreshResult(RefreshOutcome.SKIPPED, "The grant no longer exists.")
+            if grant_id in undecryptable:
+                result = _undecryptable(grant_id, actor=actor)
+            elif grant_id in loaded:
+                try:
+                    result = _refresh(
+                        grant_id, actor=actor, force=force, fresh_margin=_window(), respect_backoff=True,
+                        preloaded=loaded[grant_id],
+                    )
+                except UndecryptableValue:  # re-read under the lock after a change: now unreadable
+                    result = _undecryptable(grant_id, actor=actor)
+            else:
+                result = RefreshResult(RefreshOutcome.SKIPPED, "The grant no longer exists.")
             with lock:
                 summary.add(result)
                 if on_result is not None:

@@ -11,6 +11,7 @@ class Command(BaseCommand):
         "Refresh access tokens at LWA now, as the background schedule does. --due (default): grants "
         "whose token expires within SPCONNECT_REFRESH_WINDOW_SECONDS and that are not backing off; "
         "--all: every active grant, even with a fresh token. Revoked grants are never refreshed. "
+        "A grant whose tokens no configured key decrypts is skipped, named and recorded in its history. "
         "Prints a summary of refreshed / revoked / failed / skipped."
     )
 
@@ -50,7 +51,10 @@ class Command(BaseCommand):
 
         def on_result(grant_id, result):
             progress.advance()
-            if result.outcome in (RefreshOutcome.REVOKED, RefreshOutcome.CREDENTIALS_FAILED, RefreshOutcome.TRANSIENT_FAILURE):
+            if result.outcome in (
+                RefreshOutcome.REVOKED, RefreshOutcome.CREDENTIALS_FAILED, RefreshOutcome.TRANSIENT_FAILURE,
+                RefreshOutcome.UNDECRYPTABLE,
+            ):
                 seller = result.grant.seller if result.grant is not None else None
                 who = f"{seller.name} ({seller.selling_partner_id})" if seller else f"grant {grant_id}"
                 problems.append(f"  {who}: {RefreshOutcome(result.outcome).label} — {result.detail}")
