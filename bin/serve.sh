@@ -34,15 +34,13 @@ release() {
 }
 
 web() {
-  # The access log leaves out the query string (%(U)s is the path only) and the Referer: the
-  # callback's query carries Amazon's authorization code, which must not reach any log.
+  # Logging (where, the access-log format, redaction of every line) is in the config module.
   exec "$py" -m gunicorn spconnect.wsgi:application \
+    --config python:spconnect.gunicorn_conf \
     --bind "$bind" \
     --workers "$workers" --threads "$threads" --worker-class gthread \
     --timeout "${WEB_TIMEOUT:-30}" --graceful-timeout 20 --keep-alive 5 \
     --max-requests "${WEB_MAX_REQUESTS:-2000}" --max-requests-jitter 200 \
-    --access-logfile - --error-logfile - \
-    --access-logformat '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms' \
     --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}"
 }
 

@@ -286,16 +286,32 @@ else:
 
 # --- Logging ---------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Every handler carries the redaction filter, not only the root's: Django's DEFAULT_LOGGING gives
+# `django` and `django.server` handlers of their own that records reach without passing the
+# root's (runserver's request lines, `Not Found: /connect/<token>/`). Naming those loggers here
+# replaces their handlers. gunicorn's handlers get the filter from spconnect/gunicorn_conf.py.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "spconnect.logging.RedactSecretsFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # runserver's request lines, as Django prints them.
+        "server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "server": {"class": "logging.StreamHandler", "formatter": "server", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # No handler of its own: records go to the root's. Django's mail_admins goes too: its
+        # report carries the request's full URL, query and headers, out of any filter's reach.
+        "django": {"handlers": []},
+        "django.server": {"handlers": ["server"], "level": "INFO", "propagate": False},
+        # django-q2 adds a handler of its own to a logger that has none in reach; this one has
+        # the root's, whichever is imported first.
+        "django-q": {"handlers": [], "propagate": True},
         # urllib3 logs full request lines at DEBUG; our URLs carry no secrets, but keep it quiet.
         "urllib3": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
