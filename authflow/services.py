@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -20,7 +21,8 @@ from sellers.scopes import validate_scopes
 from sellers.services.credentials import tenant_lwa_call
 from sellers.services.events import event_record
 from sellers.services.grants import AuthorizationOutcome, grant_store_authorization
-from sellers.services.identity import grant_same_account_check
+from sellers.services.identity import account_fingerprint, grant_account_check
+from sellers.services.reviews import HeldForReview, identity_review_open
 
 from .models import OAuthState
 
@@ -179,12 +181,31 @@ class CallbackFailed(Exception):
 SELLING_PARTNER_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 
-def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> tuple[Seller | None, str]:
-    """(seller, selling_partner_id) the authorization attaches to; seller None: create one.
+@dataclass(frozen=True)
+class CallbackTarget:
+    """Where a completed authorization would go.
 
-    `selling_partner_id` is not signed by Amazon: it must never move tokens onto a seller that
-    is already connected to a different Amazon account. Nothing is written here; a new seller
-    is only created once the code exchange succeeded.
+    `seller` is None when a new seller is to be created (the Login URI, an id not seen before).
+    `holder` is the tenant's seller already holding the id in this region, if any (it may be
+    `seller` itself): its grant is what the new tokens must be shown to match.
+    """
+
+    seller: Seller | None
+    selling_partner_id: str
+    holder: Seller | None
+
+
+ACCOUNT_IN_USE = (
+    "This Amazon account is already connected to the agency under another invitation. "
+    "Ask the agency for that seller's re-authorization link."
+)
+
+
+def _callback_target(*, state: OAuthState, selling_partner_id: str) -> CallbackTarget:
+    """Refuse what can be refused before the code exchange; nothing is written here.
+
+    `selling_partner_id` is not signed by Amazon: it is a claim, checked against the account
+    behind the tokens once they exist (`callback_complete`).
     """
     tenant = state.tenant
     if selling_partner_id and not SELLING_PARTNER_ID_RE.match(selling_partner_id):
@@ -197,7 +218,7 @@ def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> tuple
         if not spid:
             raise CallbackFailed("error", "Amazon did not say which seller account was authorized.", state=state)
         seller = Seller.objects.filter(tenant=tenant, region=state.region, selling_partner_id=spid).first()
-        return seller, spid
+        return CallbackTarget(seller, spid, seller)
 
     seller = state.seller
     if seller is None:
@@ -206,7 +227,8 @@ def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> tuple
         if seller.selling_partner_id and Grant.objects.filter(seller=seller).exists():
             # A connected seller's renewal must name the account, or anyone could swap it.
             raise CallbackFailed("account_mismatch", "Amazon's answer did not name the seller account. Please start again.", state=state)
-        return seller, ""  # The seed's flow names no account; keep whatever we know.
+        # The seed's flow names no account: a grant already there is still checked.
+        return CallbackTarget(seller, "", seller)
     if seller.selling_partner_id and seller.selling_partner_id != selling_partner_id:
         raise CallbackFailed(
             "account_mismatch",
@@ -214,20 +236,8 @@ def _seller_for_callback(*, state: OAuthState, selling_partner_id: str) -> tuple
             "Sign in with the original account, or ask the agency for a new invitation.",
             state=state,
         )
-    if not seller.selling_partner_id:
-        other = (
-            Seller.objects.filter(tenant=tenant, region=seller.region, selling_partner_id=selling_partner_id)
-            .exclude(pk=seller.pk)
-            .exists()
-        )
-        if other:
-            raise CallbackFailed(
-                "account_in_use",
-                "This Amazon account is already connected to the agency under another invitation. "
-                "Ask the agency for that seller's re-authorization link.",
-                state=state,
-            )
-    return seller, selling_partner_id
+    holder = Seller.objects.filter(tenant=tenant, region=seller.region, selling_partner_id=selling_partner_id).first()
+    return CallbackTarget(seller, selling_partner_id, holder)
 
 
 def _record(*, state: OAuthState, seller: Seller | None, **kwargs) -> None:
@@ -237,12 +247,9 @@ def _record(*, state: OAuthState, seller: Seller | None, **kwargs) -> None:
         event_record(tenant=state.tenant, **kwargs)
 
 
-@sensitive_variables("code", "token")
-def callback_complete(
-    *, state: OAuthState, code: str, selling_partner_id: str = "", mws_auth_token: str = ""
-) -> AuthorizationOutcome:
-    """Exchange the code and store the grant. On any failure the stored grant is untouched."""
-    seller, spid = _seller_for_callback(state=state, selling_partner_id=selling_partner_id)
+@sensitive_variables("code")
+def _exchange(*, state: OAuthState, code: str, target: CallbackTarget) -> amazon.TokenResponse:
+    """The authorization code for tokens; a failure is recorded and raised as CallbackFailed."""
     tenant = state.tenant
     try:
         token = tenant_lwa_call(
@@ -259,10 +266,10 @@ def callback_complete(
     except amazon.LwaError as exc:
         _record(
             state=state,
-            seller=seller,
+            seller=target.seller,
             kind=Event.Kind.EXCHANGE_FAILED,
             detail=f"{exc.error}: {exc.description}"[:500],
-            data={"error": exc.error, "http_status": exc.status_code, "selling_partner_id": spid},
+            data={"error": exc.error, "http_status": exc.status_code, "selling_partner_id": target.selling_partner_id},
             actor="amazon",
         )
         logger.warning("Code exchange failed for tenant %s: %s", tenant.pk, exc.error)
@@ -276,41 +283,62 @@ def callback_complete(
         else:
             message = "Amazon could not be reached to finish the connection. Please try again in a few minutes."
         raise CallbackFailed("exchange_failed", message, status_code=502 if exc.transient else 400, state=state) from None
+    return token
 
-    existing = Grant.objects.filter(seller=seller).first() if seller is not None else None
+
+@sensitive_variables("code", "token")
+def callback_complete(
+    *, state: OAuthState, code: str, selling_partner_id: str = "", mws_auth_token: str = ""
+) -> AuthorizationOutcome | HeldForReview:
+    """Exchange the code, check whose account it is, and store the grant or hold it for review.
+
+    On any failure, and whenever the account cannot be shown to be the one already connected,
+    the stored grant is untouched.
+    """
+    target = _callback_target(state=state, selling_partner_id=selling_partner_id)
+    token = _exchange(state=state, code=code, target=target)
+    # Asked in the state's region: a token of another region cannot answer there.
+    new = account_fingerprint(region=state.region, access_token=token.access_token)
+
     verification = ""
-    if existing is not None and existing.status == Grant.Status.ACTIVE:
-        verdict = grant_same_account_check(grant=existing, region=seller.region, new_access_token=token.access_token)
-        if verdict.same is False:
-            _record(
-                state=state,
-                seller=seller,
-                kind=Event.Kind.EXCHANGE_FAILED,
-                detail=f"Refused to replace the grant: {verdict.detail}",
-                data={"error": "account_mismatch", "selling_partner_id": spid},
-                actor="seller",
+    holder = target.holder
+    holder_grant = Grant.objects.filter(seller=holder).first() if holder is not None else None
+    if holder_grant is not None or (holder is not None and holder != target.seller):
+        check = grant_account_check(grant=holder_grant, region=state.region, new=new)
+        if not check.same:
+            review = identity_review_open(
+                seller=target.seller or holder,
+                holder=holder,
+                invitation=state.invitation,
+                selling_partner_id=target.selling_partner_id or (holder.selling_partner_id if holder else ""),
+                region=state.region,
+                token=token,
+                mws_auth_token=mws_auth_token,
+                requested_scopes=list(state.requested_scopes),
+                check=check,
             )
-            raise CallbackFailed(
-                "account_mismatch",
-                "You signed in with a different Amazon account than the one connected before. "
-                "Sign in with the original account, or contact the agency.",
-                state=state,
-            )
-        verification = verdict.detail
+            return HeldForReview(review=review, seller=review.seller)
+        if holder != target.seller:
+            # The same account, already connected as another seller: that seller's link renews it.
+            raise CallbackFailed("account_in_use", ACCOUNT_IN_USE, state=state)
+        verification = check.detail
 
     try:
         with transaction.atomic():
+            seller = target.seller
             if seller is None:
                 seller = Seller.objects.create(
-                    tenant=tenant, region=state.region, selling_partner_id=spid, name=f"Amazon seller {spid}"
+                    tenant=state.tenant, region=state.region, selling_partner_id=target.selling_partner_id,
+                    name=f"Amazon seller {target.selling_partner_id}",
                 )
             outcome = grant_store_authorization(
                 seller=seller,
                 token=token,
-                selling_partner_id=spid,
+                selling_partner_id=target.selling_partner_id,
                 mws_auth_token=mws_auth_token,
-                optional_scopes=[s for s in state.requested_scopes],
+                optional_scopes=list(state.requested_scopes),
                 verification=verification,
+                fingerprint=new,
             )
             if state.invitation_id and not outcome.missing_required:
                 Invitation.objects.filter(pk=state.invitation_id, completed_at__isnull=True).update(completed_at=timezone.now())

@@ -223,6 +223,16 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     except services.CallbackFailed as exc:
         return _problem(request, title="The connection could not be completed", message=exc.message, status=exc.status_code, retry_token=retry_token)
+    if isinstance(outcome, services.HeldForReview):
+        name = state.tenant.name
+        return _problem(
+            request,
+            title=f"{name} will confirm your connection",
+            message=f"Amazon accepted your approval. Before it is used, {name} will confirm that this Amazon account "
+            f"belongs to {outcome.seller.name}; you will hear from them. You do not need to do anything else now.",
+            status=200,
+            kind="review",
+        )
 
     request.session[RESULT_SESSION_KEY] = {
         "tenant": state.tenant.name,

@@ -29,17 +29,18 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince, timeuntil
 
 from sellers.admin_dashboard import scope_chips, scope_held_q, status_badge
 from sellers.fields import UndecryptableValue, mask_secret
-from sellers.models import Event, Grant, Invitation, ScopeRequirement, Seller, Tenant, TenantMembership
+from sellers.models import Event, Grant, IdentityReview, Invitation, ScopeRequirement, Seller, Tenant, TenantMembership
 from sellers.scopes import CATALOG, SCOPE_CHOICES
 from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
 from sellers.services.exports import SafeDictWriter, required_scopes_by_tenant, seller_records
 from sellers.services.grants import grant_mark_revoked
+from sellers.services.identity import fingerprint_from_participations, grant_fingerprint_record
 from sellers.services.invitations import (
     LinkEmail,
     invitation_create,
@@ -324,6 +325,7 @@ class SellerAdmin(TenantScopedAdmin):
         "status_col",
         "created_at",
         "grant_summary",
+        "identity_reviews",
         "reauthorization_link",
     )
 
@@ -366,9 +368,28 @@ class SellerAdmin(TenantScopedAdmin):
                             "description": "Creates a pending seller and its onboarding link."})]
         return [
             ("Profile", {"fields": ("name", "email", "tenant_name", "region", "selling_partner_id", "status_col", "created_at")}),
-            ("Current grant", {"fields": ("grant_summary",)}),
+            ("Current grant", {"fields": ("grant_summary", "identity_reviews")}),
             ("Re-authorization link", {"fields": ("reauthorization_link",)}),
         ]
+
+    @admin.display(description="Identity reviews")
+    def identity_reviews(self, obj):
+        """Authorizations held because their account could not be confirmed, waiting for staff."""
+        waiting = list(
+            IdentityReview.objects.filter(seller=obj, status=IdentityReview.Status.OPEN)
+            .only("pk", "selling_partner_id", "expires_at")
+            .order_by("expires_at")
+        )
+        if not waiting:
+            return "None waiting."
+        return format_html_join(
+            format_html("<br>"),
+            '<a href="{}">A new authorization for {} waits for a decision</a> (until {})',
+            (
+                (reverse("admin:sellers_identityreview_change", args=[r.pk]), r.selling_partner_id, f"{r.expires_at:%Y-%m-%d %H:%M}")
+                for r in waiting
+            ),
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -681,6 +702,11 @@ class SellerAdmin(TenantScopedAdmin):
                 success = response.status_code == 200
                 if success:
                     marketplaces = _marketplace_names(response.body)
+                    # Kept for the identity check of a later re-authorization.
+                    fingerprint = fingerprint_from_participations(region=seller.region, body=response.body)
+                    grant = Grant.objects.filter(seller=seller).first()
+                    if fingerprint is not None and fingerprint.store_names and grant is not None:
+                        grant_fingerprint_record(grant=grant, fingerprint=fingerprint)
                     detail = "Marketplaces: " + (", ".join(marketplaces) or "none")
                 else:
                     codes = ", ".join(response.error_codes) or "no error code"
@@ -1115,3 +1141,6 @@ if not admin.site.is_registered(get_user_model()):
 if not admin.site.is_registered(Group):
     admin.site.register(Group, GroupAdmin)
 _restrict_builtin_admins()
+
+# Registered from their own module (imported here: Django discovers `sellers.admin` only).
+from sellers import admin_reviews  # noqa: E402,F401

@@ -209,6 +209,11 @@ class Grant(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     # Bumped on every token change; in-process caches compare it to know they are stale.
     version = models.PositiveIntegerField(default=1)
+    # What SP-API last said about the account behind these tokens (store names, marketplace ids,
+    # the region asked). Kept so a later authorization can be compared even once these tokens
+    # stop working: `selling_partner_id` in Amazon's redirect is not signed.
+    account_fingerprint = models.JSONField(default=dict, blank=True)
+    account_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -301,6 +306,11 @@ class Event(models.Model):
         REQUIREMENTS_CHANGED = "requirements_changed", "Scope requirements changed"
         REFRESH_REQUESTED = "refresh_requested", "Refresh requested by staff"
         EXPORTED = "exported", "Exported by staff"
+        IDENTITY_REVIEW_OPENED = "identity_review_opened", "Held for identity review"
+        IDENTITY_REVIEW_APPROVED = "identity_review_approved", "Identity review approved"
+        IDENTITY_REVIEW_REJECTED = "identity_review_rejected", "Identity review rejected"
+        IDENTITY_REVIEW_EXPIRED = "identity_review_expired", "Identity review expired"
+        ACCOUNT_RELEASED = "account_released", "Amazon account released"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
     seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="events", null=True, blank=True)
@@ -327,3 +337,68 @@ class Event(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionDenied("History events are append-only.")
+
+
+class IdentityReview(models.Model):
+    """A new authorization held back because it could not be shown to be the right account.
+
+    Amazon does not sign the `selling_partner_id` in its redirect, so new tokens may replace a
+    grant, or take an id another seller holds, only when SP-API shows the same account behind
+    both. Otherwise the tokens are kept here, encrypted and unused, until an owner or manager
+    approves (they replace the grant) or rejects (they are discarded), or the review expires.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Waiting for a decision"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+
+    class Reason(models.TextChoices):
+        CONFLICT = "conflict", "Another Amazon account"
+        UNVERIFIED = "unverified", "Could not be verified"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="identity_reviews")
+    seller = models.ForeignKey(
+        Seller, on_delete=models.CASCADE, related_name="identity_reviews",
+        help_text="The seller the new authorization is for.",
+    )
+    holder = models.ForeignKey(
+        Seller, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="Another seller holding the same Amazon id, when there is one; it loses the id on approval.",
+    )
+    invitation = models.ForeignKey(Invitation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    selling_partner_id = models.CharField(max_length=64)
+    region = models.CharField(max_length=2, choices=Region.choices)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.CharField(max_length=500)
+    reference_fingerprint = models.JSONField(
+        default=dict, blank=True, help_text="The account behind the existing grant, as last seen."
+    )
+    new_fingerprint = models.JSONField(default=dict, blank=True, help_text="The account behind the new authorization.")
+    # The held authorization: encrypted, never used until approved, blanked once decided.
+    refresh_token = EncryptedTextField(blank=True)
+    access_token = EncryptedTextField(blank=True)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    mws_auth_token = EncryptedTextField(blank=True)
+    scopes = models.JSONField(null=True, blank=True, help_text="Scopes Amazon named, or null when it named none.")
+    requested_scopes = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    expires_at = models.DateTimeField(db_index=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "status"], name="identity_review_tenant_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="open", decided_at__isnull=True) | ~Q(status="open") & Q(decided_at__isnull=False),
+                name="identity_review_decided_when_closed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Identity review of {self.selling_partner_id} ({self.get_status_display()})"

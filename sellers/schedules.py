@@ -34,6 +34,12 @@ SCHEDULES: list[ScheduleSpec] = [
         minutes=24 * 60,
         description="Daily: email each tenant's staff the renewals due, expired, partial and revoked sellers.",
     ),
+    ScheduleSpec(
+        name="identity-reviews-expire",
+        func="sellers.tasks.identity_reviews_expire_task",
+        minutes=60,
+        description="Discard the held tokens of identity reviews nobody decided within 7 days.",
+    ),
 ]
 
 

@@ -41,3 +41,10 @@ def grant_refresh_task(grant_id: int) -> str:
 def webhook_deliver(tenant_id: int, body: str, attempt: int = 1) -> str:
     """Deliver one signed webhook; failures schedule the next attempt and raise (recorded by django-q2)."""
     return _webhook_deliver(tenant_id=tenant_id, body=body, attempt=attempt)
+
+
+def identity_reviews_expire_task() -> str:
+    """Hourly: identity reviews nobody decided within 7 days lose their held tokens."""
+    from sellers.services.reviews import identity_reviews_expire
+
+    return f"expired {identity_reviews_expire()} identity review(s)"

@@ -366,3 +366,17 @@ def test_select_across_acts_on_every_row_of_the_users_tenants(acme, manager, cli
     assert Grant.objects.filter(seller__in=mine, status=Grant.Status.REVOKED).count() == 3
     their_grant.refresh_from_db()
     assert their_grant.status == Grant.Status.ACTIVE
+
+
+def test_test_connection_keeps_the_account_fingerprint_for_later_identity_checks(acme, manager, client, amazon_calls):
+    seller = make_seller(acme, "Connected Seller", spid="CONN1")
+    grant = make_grant(seller)
+    assert grant.account_fingerprint == {}
+    amazon_calls.script(
+        url_contains="/sellers/v1/marketplaceParticipations",
+        body={"payload": [{"marketplace": {"id": "ATVPDKIKX0DER"}, "storeName": "Connected Store"}]},
+    )
+    act(client, "test_connection", seller)
+    grant.refresh_from_db()
+    assert grant.account_fingerprint == {"region": "na", "store_names": ["Connected Store"], "marketplaces": ["ATVPDKIKX0DER"]}
+    assert grant.account_checked_at is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from sellers.models import Event, Grant, Seller
+from sellers.models import Event, Grant, IdentityReview, Seller
 from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create
 
 from .conftest import FINANCE, INVENTORY, ORDERS, REPORTS, make_tenant, read_output
@@ -225,7 +225,7 @@ def test_completed_link_cannot_be_used_again(client, tenant):
     assert client.post(path + "start/").status_code == 410
 
 
-def test_reauthorization_by_another_store_claiming_the_same_id_is_refused(client, tenant, amazon_calls):
+def test_reauthorization_by_another_store_claiming_the_same_id_is_held_for_review(client, tenant, amazon_calls):
     """The id in the callback is only a claim: a different store's tokens never replace a working grant."""
     from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -239,11 +239,15 @@ def test_reauthorization_by_another_store_claiming_the_same_id_is_refused(client
     query = {k: v[0] for k, v in parse_qs(urlparse(back).query).items()}
     query["selling_partner_id"] = "A1VICTIM"
     page = client.get("/authflow/callback/?" + urlencode(query))
-    assert page.status_code == 400
-    assert "different Amazon account" in page.content.decode()
+    assert page.status_code == 200
+    assert "will confirm" in page.content.decode()
     after = Grant.objects.get(seller=invitation.seller)
     assert (after.refresh_token, after.version) == (before.refresh_token, before.version)
-    assert Event.objects.filter(seller=invitation.seller, kind=Event.Kind.EXCHANGE_FAILED, data__error="account_mismatch").count() == 1
+    review = IdentityReview.objects.get(seller=invitation.seller)
+    assert (review.status, review.reason) == (IdentityReview.Status.OPEN, IdentityReview.Reason.CONFLICT)
+    assert review.new_fingerprint["store_names"] == ["Sandbox store A1ATTACKER"]
+    assert review.reference_fingerprint["store_names"] == ["Sandbox store A1VICTIM"]
+    assert Event.objects.filter(seller=invitation.seller, kind=Event.Kind.IDENTITY_REVIEW_OPENED).count() == 1
 
 
 def test_reauthorization_omitting_the_account_id_is_refused(client, tenant):

@@ -200,6 +200,9 @@ def test_amazon_initiated_flow_creates_a_connected_seller(client, tenant, amazon
 def test_renewal_from_manage_your_apps_attaches_to_the_existing_seller(client, tenant):
     seller = make_seller(tenant, "Old Friend", spid="A1RENEW", region="eu")
     old = make_grant(seller, authorized_days_ago=350)
+    # What SP-API said about this account when it was last checked: the renewal must match it.
+    old.account_fingerprint = {"region": "eu", "store_names": ["Sandbox store A1RENEW"], "marketplaces": []}
+    old.save(update_fields=["account_fingerprint"])
     consent_path, form = start_from_amazon(client, tenant, spid="A1RENEW", region="eu")
     page = finish(client, sandbox_decide(client, consent_path, form))
     assert page.status_code == 200

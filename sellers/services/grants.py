@@ -14,6 +14,7 @@ from sellers.models import Event, Grant, Seller, Tenant
 from sellers.scopes import CATALOG
 
 from .events import event_record
+from .identity import AccountFingerprint
 from .notifications import notify_staff
 from .status import missing_required_scopes, required_scopes_for, seller_status_sync
 
@@ -52,10 +53,13 @@ def grant_store_authorization(
     optional_scopes: list[str] | None = None,
     actor: str = "seller",
     verification: str = "",
+    fingerprint: AccountFingerprint | None = None,
 ) -> AuthorizationOutcome:
     """Create the seller's grant, or replace its tokens in place on re-authorization.
 
-    The caller has already checked that `selling_partner_id` may be attached to this seller.
+    The caller has already checked that `selling_partner_id` may be attached to this seller,
+    and that the new tokens are of the same account as any grant they replace (`identity.py`).
+    `fingerprint` is what SP-API said about the new tokens' account, kept for later checks.
     """
     if not token.refresh_token:
         raise ValueError("An authorization without a refresh token cannot be stored.")
@@ -84,6 +88,8 @@ def grant_store_authorization(
         next_attempt_at=None,
         last_error="",
     )
+    if fingerprint is not None:
+        values.update(account_fingerprint=fingerprint.as_json(), account_checked_at=now)
     grant = Grant.objects.filter(seller=seller).first()
     reauthorized = grant is not None
     if grant is None:

@@ -1,0 +1,239 @@
+"""Identity reviews: new authorizations held until staff confirm whose Amazon account they are.
+
+Opened by the callback when the account check (`identity.py`) cannot show that new tokens belong
+to the account they would replace, or to the account behind an id another seller holds. The
+tokens wait here, encrypted and unused. An owner or manager compares both fingerprints in the
+admin and approves (the tokens become the seller's grant; another seller holding the id gives it
+up) or rejects (the tokens are discarded). Undecided reviews expire after seven days.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from sellers import amazon
+from sellers.models import Event, Grant, IdentityReview, Invitation, Seller
+
+from .events import event_record
+from .grants import AuthorizationOutcome, grant_store_authorization
+from .identity import AccountCheck, AccountFingerprint, Verdict
+from .notifications import notify_staff
+from .status import seller_status_sync
+
+logger = logging.getLogger(__name__)
+
+REVIEW_TTL = timedelta(days=7)
+
+
+class ReviewClosed(Exception):
+    """The review was already decided or has expired; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class HeldForReview:
+    """The callback's outcome when the new authorization waits for staff."""
+
+    review: IdentityReview
+    seller: Seller
+
+
+def review_admin_url(review: IdentityReview) -> str:
+    return settings.SITE_URL + reverse("admin:sellers_identityreview_change", args=[review.pk])
+
+
+@sensitive_variables("token", "mws_auth_token")
+@transaction.atomic
+def identity_review_open(
+    *,
+    seller: Seller,
+    holder: Seller | None,
+    invitation: Invitation | None,
+    selling_partner_id: str,
+    region: str,
+    token: amazon.TokenResponse,
+    mws_auth_token: str,
+    requested_scopes: list[str],
+    check: AccountCheck,
+) -> IdentityReview:
+    """Hold `token` for staff; record it on the seller (and the holder); tell staff."""
+    now = timezone.now()
+    review = IdentityReview.objects.create(
+        tenant_id=seller.tenant_id,
+        seller=seller,
+        holder=holder if holder is not None and holder.pk != seller.pk else None,
+        invitation=invitation,
+        selling_partner_id=selling_partner_id,
+        region=region,
+        reason=IdentityReview.Reason.CONFLICT if check.verdict == Verdict.DIFFERENT else IdentityReview.Reason.UNVERIFIED,
+        detail=check.detail[:500],
+        reference_fingerprint=check.reference.as_json() if check.reference else {},
+        new_fingerprint=check.new.as_json() if check.new else {},
+        refresh_token=token.refresh_token or "",
+        access_token=token.access_token,
+        access_token_expires_at=now + timedelta(seconds=token.expires_in),
+        mws_auth_token=mws_auth_token,
+        scopes=token.scopes,
+        requested_scopes=list(requested_scopes),
+        expires_at=now + REVIEW_TTL,
+    )
+    data = {"review": str(review.public_id), "reason": review.reason, "selling_partner_id": selling_partner_id}
+    detail = f"A new authorization for {selling_partner_id} waits for staff: {review.get_reason_display().lower()}. {check.detail}"
+    event = event_record(seller=seller, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
+    if review.holder is not None:
+        event_record(seller=review.holder, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
+    notify_staff(
+        tenant=seller.tenant,
+        subject=f"Confirm the Amazon account of {seller.name}",
+        body=(
+            f"Someone authorized the app for {selling_partner_id} from {seller.name}'s "
+            f"{'link' if invitation is not None else 'Seller Central'}, but spconnect could not confirm it is the same "
+            f"Amazon account ({check.detail}). The new authorization is held, unused. Compare both accounts and "
+            f"approve or reject it within 7 days: {review_admin_url(review)}"
+        ),
+        event=event,
+    )
+    return review
+
+
+def _close(review: IdentityReview, *, status: str, actor: str, now: datetime) -> None:
+    """Discard the held tokens and record the decision on the review itself."""
+    review.status = status
+    review.decided_at = now
+    review.decided_by = actor[:150]
+    review.refresh_token = review.access_token = review.mws_auth_token = ""
+    review.access_token_expires_at = None
+    review.save()
+
+
+def _locked_open(review: IdentityReview, now: datetime) -> IdentityReview:
+    """The review, locked, if it can still be decided. Call `_expire_if_due` first, outside the
+    decision's transaction, so an expiry is kept although the decision is refused."""
+    current = IdentityReview.objects.select_for_update().select_related("seller", "seller__tenant").get(pk=review.pk)
+    if current.status != IdentityReview.Status.OPEN:
+        raise ReviewClosed(f"This review was already {current.get_status_display().lower()}.")
+    return current
+
+
+def _expire_if_due(review: IdentityReview, now: datetime) -> None:
+    if identity_reviews_expire(now=now, pks=[review.pk]):
+        raise ReviewClosed("This review has expired; its authorization was discarded.")
+
+
+def _release(holder: Seller, *, to: Seller, selling_partner_id: str, actor: str) -> None:
+    """Another seller held the id: it gives up the id and its grant's tokens."""
+    Grant.objects.filter(seller=holder).delete()
+    Seller.objects.filter(pk=holder.pk).update(selling_partner_id="", updated_at=timezone.now())
+    holder.selling_partner_id = ""
+    event_record(
+        seller=holder,
+        kind=Event.Kind.ACCOUNT_RELEASED,
+        detail=f"{selling_partner_id} now belongs to {to.name} after an identity review; this seller's tokens were discarded.",
+        data={"selling_partner_id": selling_partner_id, "to": str(to.public_id)},
+        actor=actor,
+    )
+    seller_status_sync(seller=holder, grant=None, actor=actor, cause="Amazon account released")
+
+
+def identity_review_approve(*, review: IdentityReview, actor: str) -> AuthorizationOutcome:
+    """The held authorization becomes the seller's grant, replacing whatever was there."""
+    now = timezone.now()
+    _expire_if_due(review, now)
+    with transaction.atomic():
+        return _approve(_locked_open(review, now), actor=actor, now=now)
+
+
+def _approve(review: IdentityReview, *, actor: str, now: datetime) -> AuthorizationOutcome:
+    seller = review.seller
+    holder = (
+        Seller.objects.select_for_update()
+        .filter(tenant_id=review.tenant_id, region=review.region, selling_partner_id=review.selling_partner_id)
+        .exclude(pk=seller.pk)
+        .first()
+    )
+    if holder is not None:
+        _release(holder, to=seller, selling_partner_id=review.selling_partner_id, actor=actor)
+    remaining = (review.access_token_expires_at - now).total_seconds() if review.access_token_expires_at else 0
+    token = amazon.TokenResponse(
+        access_token=review.access_token,
+        expires_in=max(0, int(remaining)),
+        refresh_token=review.refresh_token,
+        scopes=review.scopes,
+    )
+    outcome = grant_store_authorization(
+        seller=seller,
+        token=token,
+        selling_partner_id=review.selling_partner_id,
+        mws_auth_token=review.mws_auth_token,
+        optional_scopes=review.requested_scopes,
+        actor=actor,
+        verification=f"approved by {actor} after an identity review.",
+        fingerprint=AccountFingerprint.from_json(review.new_fingerprint),
+    )
+    if review.invitation_id and not outcome.missing_required:
+        Invitation.objects.filter(pk=review.invitation_id, completed_at__isnull=True).update(completed_at=now)
+    _close(review, status=IdentityReview.Status.APPROVED, actor=actor, now=now)
+    event_record(
+        seller=seller,
+        kind=Event.Kind.IDENTITY_REVIEW_APPROVED,
+        detail=f"Approved: the authorization for {review.selling_partner_id} is now this seller's grant.",
+        data={"review": str(review.public_id)},
+        actor=actor,
+    )
+    return outcome
+
+
+def identity_review_reject(*, review: IdentityReview, actor: str) -> None:
+    """Discard the held authorization; the seller's grant (if any) stays as it was."""
+    now = timezone.now()
+    _expire_if_due(review, now)
+    with transaction.atomic():
+        _reject(_locked_open(review, now), actor=actor, now=now)
+
+
+def _reject(review: IdentityReview, *, actor: str, now: datetime) -> None:
+    _close(review, status=IdentityReview.Status.REJECTED, actor=actor, now=now)
+    event_record(
+        seller=review.seller,
+        kind=Event.Kind.IDENTITY_REVIEW_REJECTED,
+        detail=f"Rejected: the authorization for {review.selling_partner_id} was discarded.",
+        data={"review": str(review.public_id)},
+        actor=actor,
+    )
+
+
+def _expire(review: IdentityReview, now: datetime) -> None:
+    _close(review, status=IdentityReview.Status.EXPIRED, actor="system", now=now)
+    event_record(
+        seller=review.seller,
+        kind=Event.Kind.IDENTITY_REVIEW_EXPIRED,
+        detail=f"Nobody decided within {REVIEW_TTL.days} days: the authorization for {review.selling_partner_id} was discarded.",
+        data={"review": str(review.public_id)},
+    )
+
+
+def identity_reviews_expire(*, now: datetime | None = None, pks: list[int] | None = None) -> int:
+    """Discard the tokens of every open review past its deadline. Safe to run twice."""
+    now = now or timezone.now()
+    expired = 0
+    due = IdentityReview.objects.filter(status=IdentityReview.Status.OPEN, expires_at__lte=now)
+    if pks is not None:
+        due = due.filter(pk__in=pks)
+    for pk in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            review = IdentityReview.objects.select_for_update().select_related("seller").filter(
+                pk=pk, status=IdentityReview.Status.OPEN
+            ).first()
+            if review is not None:
+                _expire(review, now)
+                expired += 1
+    if expired:
+        logger.info("Identity reviews expired: %d", expired)
+    return expired
