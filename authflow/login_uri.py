@@ -7,6 +7,10 @@ Seller/Vendor Central hosts, create a state bound to this browser, and send the 
 `amazon_callback_uri` with `amazon_state`, our `state`, `redirect_uri` (and `version=beta`).
 Amazon then redirects to our callback, which completes like any other consent (Flow.AMAZON).
 
+Anyone can open this URL, so opening it writes no history: the "consent started" event is
+recorded when the seller comes back from Amazon with the state (`amazon_return_record`). The
+state and the session it needs are removed after expiry by `authflow.cleanup`.
+
 `amazon_callback_uri` arrives from anyone who can craft a link: it is an open-redirect vector
 unless it is pinned to Amazon's hosts, so anything else gets a 400 page and never a redirect.
 """
@@ -21,9 +25,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from sellers.models import Event, Region, Seller, Tenant
+from sellers.models import Region, Tenant
 from sellers.scopes import InvalidScope, validate_scopes
-from sellers.services.events import event_record
 
 from . import services
 from .models import OAuthState
@@ -128,15 +131,6 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
         scopes=scopes,
         flow=OAuthState.Flow.AMAZON,
         claimed_selling_partner_id=spid,
-    )
-    seller = Seller.objects.filter(tenant=tenant, region=region, selling_partner_id=spid).first() if spid else None
-    event_record(
-        tenant=tenant,
-        seller=seller,
-        kind=Event.Kind.CONSENT_STARTED,
-        detail=f"Amazon opened the Login URI for {spid or 'an unnamed seller'} ({region.upper()}).",
-        data={"flow": "amazon", "region": region, "selling_partner_id": spid},
-        actor="amazon",
     )
     back = {"amazon_state": amazon_state, "state": state, "redirect_uri": tenant.effective_redirect_uri}
     if tenant.is_draft or params.get("version") == "beta":

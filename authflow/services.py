@@ -363,3 +363,21 @@ def callback_error_record(*, state: OAuthState, error: str, description: str) ->
     kind = Event.Kind.DENIED if code == "access_denied" else Event.Kind.CONSENT_ERROR
     detail = "The seller declined on Amazon's consent page." if kind == Event.Kind.DENIED else f"Amazon returned {code}."
     _record(state=state, seller=state.seller, kind=kind, detail=detail, data={"error": code}, actor="seller")
+
+
+def amazon_return_record(*, state: OAuthState) -> None:
+    """A seller started from Amazon (the Login URI) came back with a valid state.
+
+    Recorded here rather than when the Login URI was opened: that URL is public, and history
+    must not grow with every anonymous request.
+    """
+    spid = state.claimed_selling_partner_id
+    seller = Seller.objects.filter(tenant=state.tenant, region=state.region, selling_partner_id=spid).first() if spid else None
+    _record(
+        state=state,
+        seller=seller,
+        kind=Event.Kind.CONSENT_STARTED,
+        detail=f"Started from Amazon (Login URI) for {spid or 'an unnamed seller'} ({state.region.upper()}); back from Amazon's consent page.",
+        data={"flow": OAuthState.Flow.AMAZON.value, "region": state.region, "selling_partner_id": spid},
+        actor="amazon",
+    )

@@ -11,10 +11,12 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from sellers.models import Invitation
 from sellers.scopes import CATALOG, InvalidScope
 from sellers.services.invitations import invitation_resolve
 
 from . import services
+from .models import OAuthState
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +178,8 @@ def callback(request: HttpRequest) -> HttpResponse:
             else None
         )
         return _problem(request, title="This sign-in attempt cannot be used", message=exc.message, status=exc.status_code, retry_token=retry)
+    if state.flow == OAuthState.Flow.AMAZON:
+        services.amazon_return_record(state=state)
 
     retry_token = (
         state.invitation.token
@@ -243,11 +247,24 @@ def callback(request: HttpRequest) -> HttpResponse:
         "missing_optional": outcome.missing_optional,
         "confirmed": outcome.scopes_confirmed,
         "reauthorized": outcome.reauthorized,
-        "retry_token": retry_token,
+        # The id, never the link's token: session rows are stored in clear and outlive the link.
+        "invitation": state.invitation_id,
         "at": timezone.now().isoformat(),
     }
     # Post/redirect/get: reloading the result page must not replay the callback.
     return redirect("authflow:result")
+
+
+def _retry_token(invitation_id) -> str | None:
+    """The token of the result's invitation while it can still be used, else None."""
+    if not invitation_id:
+        return None
+    invitation = (
+        Invitation.objects.filter(pk=invitation_id, expires_at__gt=timezone.now(), completed_at__isnull=True)
+        .only("token")
+        .first()
+    )
+    return invitation.token if invitation is not None else None
 
 
 @hosted_page
@@ -265,6 +282,7 @@ def result(request: HttpRequest) -> HttpResponse:
         "authflow/result.html",
         {
             **data,
+            "retry_token": _retry_token(data.get("invitation")),
             "granted_rows": rows(data["granted"]),
             "missing_rows": rows(data["missing_required"]),
             "missing_optional_rows": rows(data["missing_optional"]),

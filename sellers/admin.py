@@ -518,24 +518,30 @@ class SellerAdmin(TenantScopedAdmin):
 
     @admin.display(description="Link")
     def reauthorization_link(self, obj):
-        invitation = (
-            Invitation.objects.filter(seller=obj, expires_at__gt=timezone.now(), completed_at__isnull=True)
-            .order_by("-expires_at")
-            .first()
-        )
+        # Set by get_object for the requesting user; anything else (no request) shows no link.
+        may_manage = getattr(obj, "user_may_manage", False)
+        links = Invitation.objects.filter(seller=obj, expires_at__gt=timezone.now(), completed_at__isnull=True)
+        invitation = (links if may_manage else links.defer("token")).order_by("-expires_at").first()
         create_url = reverse("admin:sellers_seller_reauthorization_link", args=[obj.pk])
-        can_create = getattr(obj, "user_may_manage", False)
-        create = format_html(' <a class="button" href="{}">Create a link…</a>', create_url) if can_create else ""
+        create = format_html(' <a class="button" href="{}">Create a link…</a>', create_url) if may_manage else ""
         if invitation is None:
             return format_html("No unexpired link.{}", create)
-        return format_html(
-            '<input type="text" readonly class="vTextField spc-link" id="spc-reauth-link" value="{}"> '
-            '<button type="button" class="button" data-copy-target="spc-reauth-link">Copy</button>'
-            '<div class="help">{} link, valid until {} UTC{}.</div>',
-            invitation.url,
+        about = format_html(
+            "{} link, valid until {} UTC{}.",
             invitation.get_purpose_display(),
             f"{invitation.expires_at:%Y-%m-%d %H:%M}",
             f", emailed {invitation.last_emailed_at:%Y-%m-%d %H:%M}" if invitation.last_emailed_at else "",
+        )
+        if not may_manage:
+            # The link is a bearer credential: whoever holds it can connect an Amazon account to
+            # this seller. Viewers learn that it exists, never the URL.
+            return format_html('{} <span class="spc-muted">Only owners and managers can see or copy it.</span>', about)
+        return format_html(
+            '<input type="text" readonly class="vTextField spc-link" id="spc-reauth-link" value="{}"> '
+            '<button type="button" class="button" data-copy-target="spc-reauth-link">Copy</button>'
+            '<div class="help">{}</div>',
+            invitation.url,
+            about,
         )
 
     def get_object(self, request, object_id, from_field=None):

@@ -40,6 +40,12 @@ SCHEDULES: list[ScheduleSpec] = [
         minutes=60,
         description="Discard the held tokens of identity reviews nobody decided within 7 days.",
     ),
+    ScheduleSpec(
+        name="flow-leftovers-delete",
+        func="authflow.tasks.flow_leftovers_delete_task",
+        minutes=60,
+        description="Delete OAuth states a day past their expiry and expired sessions (Login URI starts are anonymous).",
+    ),
 ]
 
 

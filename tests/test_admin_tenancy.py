@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from sellers.models import Event, Grant, Seller, TenantMembership
 from sellers.services.events import event_record
+from sellers.services.invitations import reauthorization_link_get_or_create
 from sellers.tenancy import tenant_access
 from tests.conftest import make_grant, make_seller, make_tenant
 
@@ -178,6 +179,28 @@ def test_viewer_sees_seller_read_only_and_cannot_change_it(world, client):
     assert client.post(urls["link"]).status_code == 404
     assert Seller.objects.get(pk=world["a1"].pk).name == "Alpha Widgets"
     assert client.get(urls["history"]).status_code == 200
+
+
+def test_only_owners_and_managers_see_a_live_link(world, client):
+    link_a, _ = reauthorization_link_get_or_create(seller=world["a1"])
+    link_b, _ = reauthorization_link_get_or_create(seller=world["b1"])
+    urls = seller_urls(world["a1"])
+
+    login(client, world["viewer_a"])
+    html = client.get(urls["change"]).content.decode()
+    assert link_a.token not in html and "Copy</button>" not in html
+    assert f"link, valid until {link_a.expires_at:%Y-%m-%d %H:%M} UTC" in html  # that it exists, and until when
+    for response in (client.get(urls["link"]), client.post(urls["link"], follow=True)):
+        assert response.status_code == 404 and link_a.token not in response.content.decode()
+    for listing in ("admin:sellers_seller_changelist", "admin:sellers_event_changelist", "admin:index"):
+        assert link_a.token not in client.get(reverse(listing)).content.decode()
+
+    login(client, world["owner_a"])
+    assert f'value="{link_a.url}"' in client.get(urls["change"]).content.decode()
+    login(client, world["manager_b"])
+    b_urls = seller_urls(world["b1"])
+    assert f'value="{link_b.url}"' in client.get(b_urls["change"]).content.decode()
+    assert f'value="{link_b.url}"' in client.post(b_urls["link"], follow=True).content.decode()
 
 
 def test_viewer_cannot_open_the_tenant_page(world, client):
