@@ -112,9 +112,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # instead of hanging, and workers retry instead of piling up.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several threads (runserver, the worker, the sandbox calling back into the same process)
-    # share one file: wait for the write lock instead of failing with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
+    # Several threads and processes (runserver, the worker, the sandbox calling back into the
+    # same process) share one file. A busy timeout alone is not enough: two default (deferred)
+    # transactions that both read before writing cannot both be upgraded, and SQLite fails one
+    # at once with "database is locked", timeout or not. IMMEDIATE takes the write lock at BEGIN,
+    # so a second writer waits its turn (up to `timeout` seconds); WAL lets readers go on while
+    # one writes.
+    _sqlite = DATABASES["default"].setdefault("OPTIONS", {})
+    _sqlite.setdefault("timeout", 20)
+    _sqlite.setdefault("transaction_mode", "IMMEDIATE")
+    _sqlite.setdefault("init_command", "PRAGMA journal_mode=WAL;")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
