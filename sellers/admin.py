@@ -61,6 +61,9 @@ UNDECRYPTABLE_NOTE = (
 )
 # SP-API calls are slow; one click tests at most this many sellers.
 MAX_CONNECTION_TESTS = 25
+# Each refresh is an LWA round trip: one click refreshes at most this many sellers itself and
+# hands a larger selection to the task workers, so the request never waits on dozens of calls.
+MAX_INLINE_REFRESHES = 5
 MARKETPLACE_PATH = "/sellers/v1/marketplaceParticipations"
 
 admin.site.site_header = "spconnect"
@@ -663,13 +666,32 @@ class SellerAdmin(TenantScopedAdmin):
         sellers, refused = self._targets(request, queryset)
         actor = actor_for_user(request.user)
         counts = {outcome: 0 for outcome in RefreshOutcome.values}
-        no_grant = 0
         grants = {g.seller_id: g for g in Grant.objects.filter(seller__in=sellers).only("id", "seller_id")}
-        for seller in sellers:
-            grant = grants.get(seller.pk)
-            if grant is None:
-                no_grant += 1
-                continue
+        targets = [(seller, grants[seller.pk]) for seller in sellers if seller.pk in grants]
+        no_grant = len(sellers) - len(targets)
+        not_yet = f"; {no_grant} not authorized yet" if no_grant else ""
+        if len(targets) > MAX_INLINE_REFRESHES:
+            from sellers.tasks import grant_refresh_enqueue
+
+            for seller, _ in targets:
+                event_record(
+                    seller=seller,
+                    kind=Event.Kind.REFRESH_REQUESTED,
+                    detail="Queued for a refresh in the background.",
+                    data={"outcome": "queued"},
+                    actor=actor,
+                )
+            grant_refresh_enqueue(grant_ids=[grant.pk for _, grant in targets], actor=actor, force=True)
+            self.message_user(
+                request,
+                f"Refresh: {len(targets)} sellers queued for a refresh in the background (more than "
+                f"{MAX_INLINE_REFRESHES} selected){not_yet}. Each seller's history shows the outcome once "
+                "the task workers have run.",
+                messages.INFO,
+            )
+            self._report_refused(request, refused)
+            return
+        for seller, grant in targets:
             try:
                 result = grant_refresh(grant=grant, actor=actor, force=True)
             except UndecryptableValue:
@@ -685,7 +707,7 @@ class SellerAdmin(TenantScopedAdmin):
         summary = ", ".join(f"{n} {RefreshOutcome(o).label.lower()}" for o, n in counts.items() if n)
         problems = (RefreshOutcome.REVOKED, RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.CREDENTIALS_FAILED, RefreshOutcome.UNDECRYPTABLE)
         level = messages.WARNING if any(counts.get(outcome) for outcome in problems) else messages.SUCCESS
-        self.message_user(request, f"Refresh: {summary or 'nothing to refresh'}" + (f"; {no_grant} not authorized yet" if no_grant else "") + ".", level)
+        self.message_user(request, f"Refresh: {summary or 'nothing to refresh'}{not_yet}.", level)
         self._report_refused(request, refused)
 
     @admin.action(description="Test connection (getMarketplaceParticipations)", permissions=["manage"])

@@ -6,9 +6,10 @@ from functools import partial
 
 from django.db import transaction
 
-from sellers.models import Grant
+from sellers.models import Event, Grant
+from sellers.services.events import event_record
 from sellers.services.notifications import webhook_deliver as _webhook_deliver
-from sellers.services.tokens import grant_refresh, grants_due
+from sellers.services.tokens import RefreshOutcome, grant_refresh, grants_due
 
 REFRESH_GROUP = "token-refresh"
 
@@ -25,17 +26,40 @@ def grants_refresh_due() -> str:
     return f"enqueued {len(ids)} refresh task(s)"
 
 
-def grant_refresh_task(grant_id: int) -> str:
+def grant_refresh_task(grant_id: int, force: bool = False, actor: str = "system") -> str:
     """Refresh one grant if it still needs it; a second run for a fresh token is a no-op.
 
     Failures are handled by the service (backoff, counters, events), so the task succeeds and
-    django-q2 does not retry on top of the backoff.
+    django-q2 does not retry on top of the backoff. `force` and a staff `actor` come from the
+    admin's "refresh now" on many sellers: LWA is called even for a fresh token, and the
+    outcome goes to the seller's history as the admin reports it for a few sellers.
     """
     grant = Grant.objects.filter(pk=grant_id).only("id").first()
     if grant is None:
         return "skipped: the grant no longer exists"
-    result = grant_refresh(grant=grant, actor="system")
+    result = grant_refresh(grant=grant, actor=actor, force=force)
+    if actor != "system" and result.grant is not None:
+        event_record(
+            seller=result.grant.seller,
+            kind=Event.Kind.REFRESH_REQUESTED,
+            detail=f"{RefreshOutcome(result.outcome).label}: {result.detail}",
+            data={"outcome": result.outcome},
+            actor=actor,
+        )
     return f"{result.outcome}: {result.detail}"
+
+
+def grant_refresh_enqueue(*, grant_ids: list[int], actor: str, force: bool = False) -> None:
+    """Queue one refresh task per grant, sent when the current transaction commits."""
+    from django_q.tasks import async_task
+
+    for grant_id in grant_ids:
+        transaction.on_commit(
+            partial(
+                async_task, "sellers.tasks.grant_refresh_task", grant_id, force=force, actor=actor,
+                group=REFRESH_GROUP, task_name=f"refresh-grant-{grant_id}-requested",
+            )
+        )
 
 
 def webhook_deliver(tenant_id: int, body: str, attempt: int = 1) -> str:
