@@ -16,7 +16,7 @@ request reaches LWA and everybody else uses its answer:
 * SQLite has no row locks, and holding its database-wide write lock across an HTTP call would
   stall every writer (including the local sandbox answering that very call from the same
   file). Processes sharing a database file instead take a POSIX byte-range lock, one byte per
-  grant id, on a lock file named after the database's path, re-read the row after getting it
+  grant id, on a lock file beside the database file, re-read the row after getting it
   and write the result in a short transaction. An in-memory database cannot be shared by processes, so the thread lock suffices.
 * every write is conditional on the version read under the lock, so a grant that staff revoked
   or a seller re-authorized meanwhile is never overwritten with a token from an older grant.
@@ -27,11 +27,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import hashlib
 import logging
 import os
 import random
-import tempfile
 import threading
 import time
 import weakref
@@ -182,13 +180,15 @@ _lock_files: dict[tuple[int, str], int] = {}
 def _sqlite_lock_file() -> int | None:
     """A descriptor of the lock file of this SQLite database file, else None.
 
-    It lives in the temporary directory, named after the database's real path, so every process
-    on the machine using that database finds the same file and the working tree stays clean.
+    It lives beside the database (`db.sqlite3-grant-locks`), so every process using that
+    database finds the same file. Not in a shared temporary directory: there anyone can create
+    a predictable name first, as a symlink to a file of ours or as a file they hold locks on.
+    The database's directory is written by the app only, and the file is never opened through
+    a symlink.
     """
     if connection.vendor != "sqlite" or connection.is_in_memory_db():
         return None
-    real = os.path.realpath(str(connection.settings_dict["NAME"]))
-    path = os.path.join(tempfile.gettempdir(), f"spconnect-grant-locks-{hashlib.sha256(real.encode()).hexdigest()[:24]}")
+    path = os.path.realpath(str(connection.settings_dict["NAME"])) + "-grant-locks"
     # POSIX locks belong to a process; a forked worker opens its own descriptor. Descriptors are
     # never closed: closing any descriptor of a file drops all of the process's locks on it.
     key = (os.getpid(), path)
@@ -197,7 +197,7 @@ def _sqlite_lock_file() -> int | None:
         with _thread_locks_guard:
             fd = _lock_files.get(key)
             if fd is None:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
                 _lock_files[key] = fd
     return fd
 
