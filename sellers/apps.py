@@ -15,3 +15,5 @@ class SellersConfig(AppConfig):
     def ready(self):
         # After `migrate` the background schedules exist, without a separate step.
         post_migrate.connect(_ensure_schedules, sender=self, dispatch_uid="sellers_ensure_schedules")
+        # The project's system checks (spconnect is not an app, so nothing else imports them).
+        from spconnect import checks  # noqa: F401

@@ -186,7 +186,9 @@ if env.bool("USE_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Load balancers probe over plain HTTP: /healthz must answer there, not redirect to HTTPS.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-SILENCED_SYSTEM_CHECKS: list[str] = []
+# None by default. spconnect.W001 (rate limits counted per process, no Redis) may be silenced
+# on a deployment that runs a single web process.
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 
 # --- Public pages: rate limits and Content-Security-Policy (spconnect/middleware.py) -----------
 # How many reverse proxies of ours append to X-Forwarded-For. 0: the header is ignored and the

@@ -47,6 +47,20 @@ def test_check_deploy_would_catch_a_weakened_setting():
     assert "security.W004" in result.stderr and "security.W012" in result.stderr
 
 
+def test_check_deploy_warns_when_each_process_would_count_its_own_rate_limit():
+    without_redis = {"REDIS_URL": ""}
+    result = run("check", "--deploy", env=without_redis)
+    assert result.returncode == 0, result.stderr  # a warning: `bin/serve.sh release` stops on it
+    assert "spconnect.W001" in result.stderr and "REDIS_URL" in result.stderr
+    assert run("check", "--deploy", "--fail-level", "WARNING", env=without_redis).returncode != 0
+    # Not on a bare `check`, not with the limits off, and not once silenced for a single process.
+    assert "spconnect.W001" not in run("check", env=without_redis).stderr
+    limits_off = {**without_redis, "SPCONNECT_RATE_LIMIT_REQUESTS": "0", "SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS": "0"}
+    assert "spconnect.W001" not in run("check", "--deploy", env=limits_off).stderr
+    silenced = run("check", "--deploy", "--fail-level", "WARNING", env={**without_redis, "SILENCED_SYSTEM_CHECKS": "spconnect.W001"})
+    assert silenced.returncode == 0 and "spconnect.W001" not in silenced.stderr
+
+
 def test_production_settings_are_hardened():
     script = (
         "from django.conf import settings as s;"
