@@ -3,8 +3,9 @@
 
 Amazon opens `/authflow/login/<tenant public_id>/` with `amazon_callback_uri`, `amazon_state`,
 `selling_partner_id` (and `version=beta` for drafts). We check `amazon_callback_uri` against
-Seller/Vendor Central hosts, create a state bound to this browser, and send the browser back to
-`amazon_callback_uri` with `amazon_state`, our `state`, `redirect_uri` (and `version=beta`).
+Seller/Vendor Central hosts; `authflow.flows.login_uri_start` creates a state bound to this
+browser, and the browser goes back to `amazon_callback_uri` with `amazon_state`, our `state`,
+`redirect_uri` (and `version=beta`).
 Amazon then redirects to our callback, which completes like any other consent (Flow.AMAZON).
 
 Anyone can open this URL, so opening it writes no history: the "consent started" event is
@@ -18,7 +19,7 @@ unless it is pinned to Amazon's hosts, so anything else gets a 400 page and neve
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -26,11 +27,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from sellers.models import Region, Tenant
-from sellers.scopes import InvalidScope, validate_scopes
+from sellers.scopes import InvalidScope
 
-from . import services
-from .models import OAuthState
-from .views import _problem, hosted_page, read_query_params
+from .flows import SELLING_PARTNER_ID_RE, login_uri_start
+from .pages import hosted_page, problem_page, read_query_params
 
 # Parameters Amazon sends, with the longest value we accept (Amazon's are far shorter).
 LOGIN_PARAMS = {"amazon_callback_uri": 2048, "amazon_state": 1024, "selling_partner_id": 64, "version": 16}
@@ -81,30 +81,21 @@ def amazon_callback_region(uri: str) -> str | None:
     return region if region in Region.values else None
 
 
-def _redirect_with(uri: str, params: dict[str, str]) -> HttpResponse:
-    parts = urlsplit(uri)
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    location = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept + list(params.items())), ""))
-    response = HttpResponse(status=302)
-    response["Location"] = location
-    return response
-
-
 @hosted_page
 @require_GET
 def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
     tenant = Tenant.objects.filter(public_id=tenant_id).first()
     if tenant is None:
-        return _problem(request, title="Unknown app", message="This sign-in link does not belong to any app here. Start again from Amazon.", status=404)
+        return problem_page(request, title="Unknown app", message="This sign-in link does not belong to any app here. Start again from Amazon.", status=404)
     try:
         params = read_query_params(request, LOGIN_PARAMS)
     except ValueError as exc:
-        return _problem(request, title="We could not read Amazon's request", message=f"{exc} Start again from Amazon.", status=400)
+        return problem_page(request, title="We could not read Amazon's request", message=f"{exc} Start again from Amazon.", status=400)
 
     callback_uri = params.get("amazon_callback_uri", "")
     region = amazon_callback_region(callback_uri)
     if region is None:
-        return _problem(
+        return problem_page(
             request,
             title="This sign-in did not come from Amazon",
             message="The address to continue to is not an Amazon Seller Central or Vendor Central page, so we "
@@ -113,26 +104,23 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
         )
     amazon_state = params.get("amazon_state", "")
     if not amazon_state:
-        return _problem(request, title="Amazon's request was incomplete", message="It had no amazon_state. Start again from Amazon.", status=400)
+        return problem_page(request, title="Amazon's request was incomplete", message="It had no amazon_state. Start again from Amazon.", status=400)
     spid = params.get("selling_partner_id", "")
-    if spid and not services.SELLING_PARTNER_ID_RE.match(spid):
-        return _problem(request, title="Amazon's request was malformed", message="The selling_partner_id is not valid. Start again from Amazon.", status=400)
+    if spid and not SELLING_PARTNER_ID_RE.match(spid):
+        return problem_page(request, title="Amazon's request was malformed", message="The selling_partner_id is not valid. Start again from Amazon.", status=400)
 
     try:
-        required, optional = services.requested_scopes_for(tenant)
-        scopes = validate_scopes(required + optional)
+        location = login_uri_start(
+            session=request.session,
+            tenant=tenant,
+            region=region,
+            amazon_callback_uri=callback_uri,
+            amazon_state=amazon_state,
+            selling_partner_id=spid,
+            beta=params.get("version") == "beta",
+        )
     except InvalidScope as exc:
-        return _problem(request, title="This connection is misconfigured", message=f"{exc} Please tell {tenant.name}.", status=400)
-
-    state = services.state_create(
-        session=request.session,
-        tenant=tenant,
-        region=region,
-        scopes=scopes,
-        flow=OAuthState.Flow.AMAZON,
-        claimed_selling_partner_id=spid,
-    )
-    back = {"amazon_state": amazon_state, "state": state, "redirect_uri": tenant.effective_redirect_uri}
-    if tenant.is_draft or params.get("version") == "beta":
-        back["version"] = "beta"
-    return _redirect_with(callback_uri, back)
+        return problem_page(request, title="This connection is misconfigured", message=f"{exc} Please tell {tenant.name}.", status=400)
+    response = HttpResponse(status=302)
+    response["Location"] = location
+    return response

@@ -19,11 +19,11 @@ from django.core import signing
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from authflow.login_uri import login_uri_url
 from sellers.models import Tenant
 from sellers.scopes import CATALOG, parse_scope_string, scope_for_path
 
@@ -319,7 +319,8 @@ def start_from_amazon(request: HttpRequest) -> HttpResponse:
     }
     if tenant.is_draft:
         params["version"] = "beta"
-    return _redirect(login_uri_url(tenant), **params)
+    login_uri = settings.SITE_URL + reverse("authflow:login_uri", kwargs={"tenant_id": tenant.public_id})
+    return _redirect(login_uri, **params)
 
 
 def _is_uuid(value: str) -> bool:

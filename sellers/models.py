@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from .fields import EncryptedTextField
@@ -82,7 +83,7 @@ class Tenant(models.Model):
 
     @property
     def effective_redirect_uri(self) -> str:
-        return self.redirect_uri or f"{settings.SITE_URL}/authflow/callback/"
+        return self.redirect_uri or f"{settings.SITE_URL}{reverse('authflow:callback')}"
 
     def scopes_by_kind(self, requirements=None) -> tuple[list[str], list[str]]:
         """(required, optional) scope names in catalog order."""

@@ -143,8 +143,8 @@ class RateLimitMiddleware:
             message = f"Too many requests came from your network in a short time. {wait} and open your link again."
         response = render(
             request,
-            "authflow/problem.html",
-            {"title": title, "message": message, "retry_token": None, "kind": "error"},
+            "problem.html",
+            {"title": title, "message": message, "retry_url": None, "kind": "error"},
             status=429,
         )
         response["Retry-After"] = str(decision.retry_after)

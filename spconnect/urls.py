@@ -2,8 +2,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from authflow.views import home
 from spconnect.health import healthz
+from spconnect.views import home
 
 urlpatterns = [
     path("", home, name="home"),

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.urls import reverse
 
 from sellers.models import ScopeRequirement, Tenant, TenantMembership
 
@@ -28,6 +29,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options):
+        wanted_redirect = f"{settings.SITE_URL}{reverse('authflow:callback')}"
         tenant, created = Tenant.objects.get_or_create(
             slug="demo",
             defaults=dict(
@@ -35,11 +37,10 @@ class Command(BaseCommand):
                 application_id="amzn1.sellerapps.app.demo-0000-0000",
                 client_id="amzn1.application-oa2-client.demo",
                 client_secret=secrets.token_urlsafe(32),
-                redirect_uri=f"{settings.SITE_URL}/authflow/callback/",
+                redirect_uri=wanted_redirect,
                 registered_scopes=[s for s, _, _ in DEMO_REQUIREMENTS],
             ),
         )
-        wanted_redirect = f"{settings.SITE_URL}/authflow/callback/"
         if tenant.redirect_uri != wanted_redirect:
             tenant.redirect_uri = wanted_redirect
             tenant.save(update_fields=["redirect_uri"])
