@@ -100,7 +100,7 @@ def count_queries(counter: Counter):
 def count_lwa_calls(counter: Counter):
     from django.conf import settings
 
-    from sellers import amazon
+    from sellers import http as amazon
 
     original = amazon.send
 
@@ -451,7 +451,7 @@ def own_cpu_per_refresh(data: dict, count: int = 2000) -> float:
     (no socket, no server), in milliseconds of CPU per refresh."""
     import requests
 
-    from sellers import amazon
+    from sellers import http as amazon
     from sellers.services.tokens import grants_refresh
 
     canned = json.dumps({"access_token": "Atza|" + "c" * 300, "token_type": "bearer", "expires_in": 3600}).encode()

@@ -30,12 +30,14 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
 
 from sellers.admin_dashboard import scope_chips, scope_held_q, status_badge
 from sellers.fields import UndecryptableValue, mask_secret
 from sellers.models import Event, Grant, IdentityReview, Invitation, ScopeRequirement, Seller, Tenant, TenantMembership
 from sellers.scopes import CATALOG, SCOPE_CHOICES
+from sellers.services.client_secrets import ClientSecretError, client_secret_install
 from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
 from sellers.services.exports import SafeDictWriter, required_scopes_by_tenant, seller_records
@@ -48,7 +50,6 @@ from sellers.services.invitations import (
     reauthorization_link_send,
 )
 from sellers.services.requirements import tenant_requirements_changed
-from sellers.services.rotation import ClientSecretError, client_secret_install
 from sellers.services.status import missing_required_scopes, required_scopes_for
 from sellers.tenancy import Role, tenant_access, tenant_access_forget, visible_users_q
 
@@ -386,7 +387,7 @@ class SellerAdmin(TenantScopedAdmin):
         if not waiting:
             return "None waiting."
         return format_html_join(
-            format_html("<br>"),
+            mark_safe("<br>"),
             '<a href="{}">A new authorization for {} waits for a decision</a> (until {})',
             (
                 (reverse("admin:sellers_identityreview_change", args=[r.pk]), r.selling_partner_id, f"{r.expires_at:%Y-%m-%d %H:%M}")

@@ -1,106 +1,24 @@
-"""The one seam for every outbound HTTP call: Login with Amazon, SP-API and webhooks.
+"""The one seam to Amazon: Login with Amazon's token endpoint and SP-API requests.
 
-Everything that leaves the process goes through `send()`, which owns the shared
-`requests.Session` (webhooks pinned to a checked address get a short-lived one of their own)
-and always passes a timeout (`requests` has none by default). Tests and the
-local sandbox switch behaviour here and nowhere else.
+Every service that talks to Amazon goes through this module; it speaks Amazon's protocols
+(token requests, error codes, SP-API responses) and sends through `sellers.http.send`, the
+process's one outbound function (tests patch it there).
 
 Nothing in this module logs or raises with a request body, header value or token in it.
 """
 
 from __future__ import annotations
 
-import json as jsonlib
-import logging
-import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit
+from typing import Any, Mapping
 
 import requests
-import urllib3
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
-from requests.adapters import HTTPAdapter
 
+from . import http
+from .redaction import redact
 from .scopes import parse_scope_string
-
-logger = logging.getLogger(__name__)
-
-_session = requests.Session()
-_session.headers["User-Agent"] = "spconnect/0.1 (Language=Python)"
-
-# Exceptions that mean "we never got a usable answer" (timeouts, refused connections, broken
-# chunked bodies, bad headers, …); always transient.
-NETWORK_ERRORS = (requests.RequestException,)
-
-
-def session() -> requests.Session:
-    return _session
-
-
-class _PinnedAddressAdapter(HTTPAdapter):
-    """Connects to one address chosen (and checked) beforehand instead of resolving the URL's
-    host again; the Host header, TLS server name and certificate check keep the host name."""
-
-    def __init__(self, address: str):
-        self.address = address
-        super().__init__(max_retries=0)
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        name = host_params["host"]
-        host_params["host"] = self.address
-        if host_params["scheme"] == "https":
-            pool_kwargs["server_hostname"] = name
-            pool_kwargs["assert_hostname"] = name
-        return host_params, pool_kwargs
-
-    def send(self, request, *args, **kwargs):
-        request.headers["Host"] = urlsplit(request.url).netloc.rsplit("@", 1)[-1]
-        return super().send(request, *args, **kwargs)
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """True when the request did not reach the server at all (safe to try another address)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
-
-
-def send(method: str, url: str, *, pin_addresses: Sequence[str] | None = None, **kwargs: Any) -> requests.Response:
-    """Send one request through the shared session, with the configured timeout.
-
-    `pin_addresses`: connect to these addresses, in order, not to whatever the URL's host
-    resolves to now (webhooks, whose addresses were checked a moment ago); the next one is tried
-    only when a connection could not be made. When a proxy is configured for the URL
-    (`HTTPS_PROXY`, …) the request goes through it unpinned: the proxy resolves the name, and is
-    the deployment's egress control.
-    """
-    kwargs.setdefault("timeout", settings.SPAPI_HTTP_TIMEOUT)
-    kwargs.setdefault("allow_redirects", False)
-    if not pin_addresses or requests.utils.get_environ_proxies(url):
-        return _session.request(method, url, **kwargs)
-    # The pinned session ignores the environment (it must not pick up a proxy); keep its CA bundle.
-    kwargs.setdefault("verify", os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True)
-    failure: requests.ConnectionError | None = None
-    for address in pin_addresses:
-        with requests.Session() as pinned:
-            pinned.trust_env = False
-            pinned.headers.update(_session.headers)
-            adapter = _PinnedAddressAdapter(address)
-            pinned.mount("http://", adapter)
-            pinned.mount("https://", adapter)
-            try:
-                return pinned.request(method, url, **kwargs)
-            except requests.ConnectionError as exc:
-                if not _never_connected(exc):
-                    raise
-                failure = exc
-    assert failure is not None
-    raise failure
-
 
 # --- Login with Amazon ---------------------------------------------------------------------
 
@@ -111,8 +29,6 @@ class LwaError(Exception):
     transient = False
 
     def __init__(self, error: str, description: str = "", status_code: int | None = None, retry_after: float | None = None):
-        from spconnect.logging import redact
-
         self.error = redact(error)[:64]
         self.description = redact(description)[:300]
         self.status_code = status_code
@@ -199,13 +115,13 @@ _SECRET_FIELDS = ("client_secret", "code", "refresh_token")
 @sensitive_variables("data")
 def _token_request(data: Mapping[str, str]) -> TokenResponse:
     try:
-        response = send(
+        response = http.send(
             "POST",
             settings.SPAPI_LWA_TOKEN_URL,
             data=data,
             headers={"Accept": "application/json"},
         )
-    except NETWORK_ERRORS as exc:
+    except http.NETWORK_ERRORS as exc:
         # Never chain the original: its text may quote the request.
         raise LwaTransient(type(exc).__name__.lower(), "No answer from LWA.") from None
     try:
@@ -295,31 +211,17 @@ def spapi_send(
     """One SP-API request to the seller's regional host. Callers handle status codes."""
     url = settings.SPAPI_API_HOSTS[region].rstrip("/") + path
     try:
-        response = send(
+        response = http.send(
             method.upper(),
             url,
             params=params,
             json=json,
             headers={"x-amz-access-token": access_token, "Accept": "application/json"},
         )
-    except NETWORK_ERRORS as exc:
+    except http.NETWORK_ERRORS as exc:
         raise SpapiTransportError(f"No answer from SP-API ({type(exc).__name__}).") from None
     try:
         body = response.json()
     except ValueError:
         body = {"raw": response.text[:2000]}
     return SpapiResponse(response.status_code, body, dict(response.headers))
-
-
-# --- Webhooks (not Amazon, but outbound all the same) -----------------------------------------
-
-
-def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], addresses: Sequence[str] | None = None) -> int:
-    """POST a signed JSON body (to one of `addresses`, when given); returns the status code,
-    raises on network errors."""
-    response = send("POST", url, data=body, headers={"Content-Type": "application/json", **headers}, pin_addresses=addresses)
-    return response.status_code
-
-
-def dumps(value: Any) -> bytes:
-    return jsonlib.dumps(value, separators=(",", ":"), sort_keys=True).encode()

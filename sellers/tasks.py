@@ -8,8 +8,8 @@ from django.db import transaction
 
 from sellers.models import Event, Grant
 from sellers.services.events import event_record
-from sellers.services.notifications import webhook_deliver as _webhook_deliver
 from sellers.services.tokens import RefreshOutcome, grant_refresh, grants_due
+from sellers.services.webhooks import webhook_deliver as _webhook_deliver
 
 REFRESH_GROUP = "token-refresh"
 

@@ -6,7 +6,7 @@ https and must not lead to a loopback, private, link-local or otherwise internal
 when it is saved (the host as written) and again before every delivery (every address the name
 resolves to, since DNS can change after the save). The delivery then connects to the address it
 checked, not to the name (TLS still verifies the name), so DNS cannot point elsewhere between the
-check and the connection. Redirects are never followed (`amazon.send`).
+check and the connection. Redirects are never followed (`sellers/http.py`).
 
 `SPCONNECT_WEBHOOK_ALLOW_PRIVATE=true` lifts the address rules (and allows http), for a receiver
 on the same machine during development.

@@ -1,8 +1,9 @@
-"""Shared fixtures: personas, tenants, and the Amazon seam.
+"""Shared fixtures: personas, tenants, and the outbound HTTP seam.
 
-Every test goes through `amazon_calls` (autouse): each outbound request is recorded, and
-requests to http://testserver are served in-process by the local sandbox, so unit tests
-exercise the same sandbox that end-to-end tests drive over real HTTP.
+Every test goes through `amazon_calls` (autouse): each outbound request (`sellers.http.send`,
+Amazon and webhooks alike) is recorded, and requests to http://testserver are served
+in-process by the local sandbox, so unit tests exercise the same sandbox that end-to-end tests
+drive over real HTTP.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from django.utils import timezone
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from sellers import amazon
+from sellers import http
 from sellers.models import Grant, ScopeRequirement, Seller, Tenant, TenantMembership
 
 ORDERS = "sellingpartnerapi::orders"
@@ -184,7 +185,7 @@ class InProcessAdapter(BaseAdapter):
 @pytest.fixture(autouse=True)
 def amazon_calls(monkeypatch):
     recorder = AmazonRecorder()
-    real_send = amazon.send
+    real_send = http.send
     adapter = InProcessAdapter()
 
     def recording_send(method, url, **kwargs):
@@ -202,12 +203,12 @@ def amazon_calls(monkeypatch):
             return scripted.respond(call)
         return real_send(method, url, **kwargs)
 
-    monkeypatch.setattr(amazon, "send", recording_send)
-    amazon.session().mount("http://testserver/", adapter)
+    monkeypatch.setattr(http, "send", recording_send)
+    http.session().mount("http://testserver/", adapter)
     try:
         yield recorder
     finally:
-        amazon.session().adapters.pop("http://testserver/", None)
+        http.session().adapters.pop("http://testserver/", None)
 
 
 @pytest.fixture

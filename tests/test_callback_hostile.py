@@ -135,7 +135,7 @@ def test_invalid_client_flags_tenant_not_seller(client, tenant, amazon_calls):
 
 
 def test_exchange_request_carries_form_fields_and_timeout(client, tenant, amazon_calls, monkeypatch):
-    from sellers import amazon
+    from sellers import http as amazon
 
     seen = {}
     real = amazon._session.request

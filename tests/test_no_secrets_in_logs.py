@@ -23,7 +23,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
-from sellers import amazon
+from sellers import http as amazon
 from sellers.models import Grant, Seller, Tenant
 from sellers.services.invitations import invitation_create
 from sellers.services.spapi import ReauthorizationRequired, ScopeNotGranted, spapi_request

@@ -18,7 +18,8 @@ from django_q.models import Schedule
 
 from sellers.models import Event, TenantMembership
 from sellers.services.events import event_record
-from sellers.services.notifications import WebhookDeliveryFailed, notify_staff, webhook_deliver
+from sellers.services.notifications import notify_staff
+from sellers.services.webhooks import WebhookDeliveryFailed, webhook_deliver
 
 from .conftest import make_seller
 from .test_tokens import connected, staff
@@ -69,7 +70,7 @@ def test_webhook_goes_through_django_q_signed_and_never_carries_a_token(
         posted.append({"url": url, "body": body, "headers": dict(headers), "addresses": addresses})
         return 200
 
-    monkeypatch.setattr("sellers.amazon.webhook_post", fake_post)
+    monkeypatch.setattr("sellers.services.webhooks.webhook_post", fake_post)
     # Services never put tokens in history or messages; if one ever did, it is scrubbed on the way out.
     event = event_record(seller=seller, kind=Event.Kind.REVOKED, detail=f"leaked {grant.refresh_token}", data={"from": "active"})
     with django_capture_on_commit_callbacks(execute=True):
@@ -230,7 +231,7 @@ def test_delivery_tries_the_next_checked_address_when_one_refuses(local_hooks, t
 
 def test_through_a_configured_proxy_the_webhook_is_not_pinned(monkeypatch):
     """An egress proxy resolves the name itself: the request goes through the shared session."""
-    from sellers import amazon
+    from sellers import http as amazon
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     used = []
@@ -285,7 +286,7 @@ def _tls_receiver(tmp_path, name: str):
 
 
 def test_a_pinned_https_request_still_verifies_the_host_name(tmp_path):
-    from sellers import amazon
+    from sellers import http as amazon
 
     server, ca_file, seen = _tls_receiver(tmp_path, "hooks.example")
     port = server.server_address[1]

@@ -439,7 +439,7 @@ from datetime import timedelta
 import requests
 from django.db import connections
 from django.utils import timezone
-from sellers import amazon
+from sellers import http as amazon
 from sellers.models import Grant, Seller, Tenant
 
 if sys.argv[1] == "setup":

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sellers.services.rotation import UnreadableEncryptedValue, encrypted_rows_count, encryption_key_rotate
+from sellers.services.encryption_keys import UnreadableEncryptedValue, encrypted_rows_count, encryption_key_rotate
 
 from ._common import Progress
 

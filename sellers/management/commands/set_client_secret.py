@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from sellers.services.rotation import DEFAULT_PREVIOUS_VALID_DAYS, ClientSecretError, client_secret_install
+from sellers.services.client_secrets import DEFAULT_PREVIOUS_VALID_DAYS, ClientSecretError, client_secret_install
 
 from ._common import tenant_by_slug
 
