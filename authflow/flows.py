@@ -218,17 +218,35 @@ def _code_exchange(*, state: OAuthState, code: str, target: CallbackTarget) -> a
     return token
 
 
-def _account_check(*, state: OAuthState, target: CallbackTarget, new: AccountFingerprint | None) -> AccountCheck | None:
-    """Whether the new tokens are of the account already holding the id; None: nobody holds it.
+SECRET_GRANT_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
 
-    A first binding has nothing to be compared with. Anything else is compared, whatever the
-    holder's grant status, and even when the holder has no grant but is another seller.
-    """
-    holder = target.holder
-    holder_grant = Grant.objects.filter(seller=holder).first() if holder is not None else None
-    if holder_grant is None and (holder is None or holder == target.seller):
+
+def _grant_of(seller: Seller | None) -> Grant | None:
+    # Tokens deferred: a grant that no longer decrypts is still compared (by its recorded
+    # fingerprint) and replaced, never a 500 for the seller trying to reconnect.
+    if seller is None:
         return None
-    return grant_account_check(grant=holder_grant, region=state.region, new=new)
+    return Grant.objects.defer(*SECRET_GRANT_FIELDS).filter(seller=seller).first()
+
+
+def _account_check(*, state: OAuthState, target: CallbackTarget, new: AccountFingerprint | None) -> AccountCheck | None:
+    """Whether the new tokens are of the account behind every grant they would overwrite, and
+    of the account of another seller already holding the id; None: nothing to compare with.
+
+    Only a first binding (no grant on the seller, nobody else holding the id) has nothing to be
+    compared with. The seller's own grant is compared even when the callback names another id
+    or none (the source document's flow), and another holder even when it has no grant.
+    """
+    checks = []
+    own = _grant_of(target.seller)
+    if own is not None:
+        checks.append(grant_account_check(grant=own, region=state.region, new=new))
+    holder = target.holder
+    if holder is not None and holder != target.seller:
+        checks.append(grant_account_check(grant=_grant_of(holder), region=state.region, new=new))
+    if not checks:
+        return None
+    return next((check for check in checks if not check.same), checks[-1])
 
 
 @sensitive_variables("token", "mws_auth_token")
@@ -305,7 +323,7 @@ def callback_complete(
     if check is not None:
         if not check.same:
             return _review_hold(state=state, target=target, token=token, mws_auth_token=mws_auth_token, check=check)
-        if target.holder != target.seller:
+        if target.holder is not None and target.holder != target.seller:
             # The same account, already connected as another seller: that seller's link renews it.
             raise CallbackFailed("account_in_use")
         verification = check.detail

@@ -138,8 +138,10 @@ CALLBACK_PROBLEMS: dict[str, Problem] = {
     ),
     "review": Problem(
         "{tenant} will confirm your connection",
-        "Amazon accepted your approval. Before it is used, {tenant} will confirm that this Amazon account "
-        "belongs to {seller}; you will hear from them. You do not need to do anything else now.",
+        # No seller name: through the public Login URI anyone could learn who the agency's
+        # clients are by claiming ids.
+        "Amazon accepted your approval. Before it is used, {tenant} will confirm this connection with you; "
+        "you will hear from them. You do not need to do anything else now.",
         status=200,
         retry=False,
         kind="review",

@@ -172,7 +172,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     except CallbackFailed as exc:
         return callback_problem(request, exc.kind, retry_token=retry_token)
     if isinstance(outcome, HeldForReview):
-        return callback_problem(request, "review", tenant=tenant, seller=outcome.seller.name)
+        return callback_problem(request, "review", tenant=tenant)
     request.session[RESULT_SESSION_KEY] = _result_summary(state=state, outcome=outcome)
     # Post/redirect/get: reloading the result page must not replay the callback.
     return redirect("authflow:result")

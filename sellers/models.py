@@ -385,6 +385,10 @@ class IdentityReview(models.Model):
     mws_auth_token = EncryptedTextField(blank=True)
     scopes = models.JSONField(null=True, blank=True, help_text="Scopes Amazon named, or null when it named none.")
     requested_scopes = models.JSONField(default=list, blank=True)
+    # The grants as they were when the review opened: a decision taken on what staff saw must
+    # not overwrite a connection that changed since (a verified renewal, another id).
+    seller_grant_version = models.PositiveIntegerField(null=True, blank=True)
+    holder_grant_version = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     expires_at = models.DateTimeField(db_index=True)
     decided_at = models.DateTimeField(null=True, blank=True)

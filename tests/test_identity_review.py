@@ -315,3 +315,138 @@ def test_expiry_runs_hourly_from_the_schedules(client, tenant):
     IdentityReview.objects.filter(pk=review.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert identity_reviews_expire_task() == "expired 1 identity review(s)"
     assert identity_reviews_expire_task() == "expired 0 identity review(s)"
+
+
+# --- Holes found by trying harder ------------------------------------------------------------
+
+
+def _callback(client, link_url: str, *, account: str, claim: str | None = None, strip: bool = False):
+    """In process: approve as `account`; rewrite or strip the redirect's seller id; our page."""
+    from .flow import consent_form, sandbox_decide
+
+    consent_path, form = consent_form(client, link_url)
+    back = sandbox_decide(client, consent_path, form, spid=account)
+    parts = urlsplit(back)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    if claim is not None:
+        query["selling_partner_id"] = claim
+    if strip:
+        query.pop("selling_partner_id", None)
+    page = client.get(f"{parts.path}?{urlencode(query)}")
+    if page.status_code == 302:
+        page = client.get(page["Location"])
+    return page
+
+
+def _seed_connected(client, tenant, name: str, account: str) -> Seller:
+    """Connected through the source document's flow: the callback names no seller id."""
+    invitation = invitation_create(tenant=tenant, name=name)
+    page = _callback(client, invitation.url, account=account, strip=True)
+    assert page.status_code == 200 and "all set" in page.content.decode()
+    seller = Seller.objects.get(pk=invitation.seller.pk)
+    assert seller.selling_partner_id == "" and seller.grant.account_fingerprint["store_names"] == [f"Sandbox store {account}"]
+    return seller
+
+
+@pytest.mark.django_db
+def test_a_grant_without_a_seller_id_is_compared_before_an_unheld_id_replaces_it(client, tenant):
+    seller = _seed_connected(client, tenant, "Seed Shop", "A1SEED")
+    before = Grant.objects.get(seller=seller)
+    link, _ = reauthorization_link_get_or_create(seller=seller)
+    page = _callback(client, link.url, account="A1ATTACKER", claim="A1NOBODY")
+    assert page.status_code == 200 and HELD in page.content.decode()
+    assert unchanged(seller, before) and Seller.objects.get(pk=seller.pk).selling_partner_id == ""
+    assert IdentityReview.objects.get(seller=seller).reason == IdentityReview.Reason.CONFLICT
+
+
+@pytest.mark.django_db
+def test_approving_a_review_without_an_id_never_releases_another_seller(client, tenant):
+    first = _seed_connected(client, tenant, "Seed One", "A1ONE")
+    bystander = _seed_connected(client, tenant, "Seed Two", "A1TWO")
+    kept = Grant.objects.get(seller=bystander)
+    link, _ = reauthorization_link_get_or_create(seller=first)
+    assert HELD in _callback(client, link.url, account="A1ATTACKER", strip=True).content.decode()
+    review = IdentityReview.objects.get(seller=first)
+    assert review.selling_partner_id == "" and review.holder is None
+    identity_review_approve(review=review, actor="staff:boss")
+    assert unchanged(bystander, kept)
+    assert not Event.objects.filter(kind=Event.Kind.ACCOUNT_RELEASED).exists()
+
+
+@pytest.mark.django_db
+def test_an_approved_unverifiable_review_leaves_the_new_accounts_fingerprint(client, tenant, amazon_calls):
+    victim = _seed_connected(client, tenant, "Shop", "A1SHOP")
+    Seller.objects.filter(pk=victim.pk).update(selling_partner_id="A1SHOP")
+    link, _ = reauthorization_link_get_or_create(seller=victim)
+    # SP-API fails once, for the new token: nothing can be told, the authorization is held.
+    amazon_calls.script(url_contains="/sellers/v1/marketplaceParticipations", status=503, body={"errors": []})
+    assert HELD in _callback(client, link.url, account="A1SHOP").content.decode()
+    review = IdentityReview.objects.get(seller=victim)
+    assert review.reason == IdentityReview.Reason.UNVERIFIED and review.new_fingerprint == {}
+    identity_review_approve(review=review, actor="staff:boss")
+    grant = Grant.objects.get(seller=victim)
+    assert grant.account_fingerprint["store_names"] == ["Sandbox store A1SHOP"]  # asked again on approval
+
+
+@pytest.mark.django_db
+def test_an_unknown_fingerprint_never_keeps_the_replaced_accounts(client, tenant):
+    from sellers.amazon import TokenResponse
+    from sellers.services.grants import grant_store_authorization
+
+    seller = _seed_connected(client, tenant, "Shop", "A1SHOP")
+    grant_store_authorization(seller=seller, token=TokenResponse(access_token="Atza|x", expires_in=60, refresh_token="Atzr|y"))
+    grant = Grant.objects.get(seller=seller)
+    assert grant.account_fingerprint == {} and grant.account_checked_at is None
+
+
+@pytest.mark.django_db
+def test_a_review_cannot_be_approved_once_the_connection_changed(client, tenant):
+    review = _open_review(client, tenant)
+    link, _ = reauthorization_link_get_or_create(seller=review.seller)
+    assert "all set" in _callback(client, link.url, account="A1SHOP").content.decode()  # verified renewal
+    renewed = Grant.objects.get(seller=review.seller)
+    with pytest.raises(ReviewClosed, match="changed since"):
+        identity_review_approve(review=review, actor="staff:boss")
+    assert unchanged(review.seller, renewed)
+    assert IdentityReview.objects.get(pk=review.pk).status == "open"  # still rejectable
+
+
+@pytest.mark.django_db(transaction=True)  # emails leave on commit
+def test_repeated_attempts_of_one_account_keep_one_review_and_one_email(client, tenant, make_user, mailoutbox):
+    user = make_user("boss", tenant=tenant)
+    user.email = "boss@agency.example"
+    user.save(update_fields=["email"])
+    review = _open_review(client, tenant)
+    link, _ = reauthorization_link_get_or_create(seller=review.seller)
+    assert HELD in _callback(client, link.url, account="A1OTHER", claim="A1SHOP").content.decode()
+    assert IdentityReview.objects.filter(seller=review.seller).count() == 1
+    assert len([m for m in mailoutbox if "Confirm the Amazon account" in m.subject]) == 1
+
+
+def _corrupt(model, pk: int, field: str) -> None:
+    from django.db import connection
+
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {field} = %s WHERE id = %s", ["gAAAAABnot-a-valid-fernet-token", pk])
+
+
+@pytest.mark.django_db
+def test_an_undecryptable_grant_does_not_stop_its_owner_reauthorizing(client, tenant):
+    seller = _seed_connected(client, tenant, "Shop", "A1SHOP")
+    Seller.objects.filter(pk=seller.pk).update(selling_partner_id="A1SHOP")
+    _corrupt(Grant, seller.grant.pk, "refresh_token")
+    _corrupt(Grant, seller.grant.pk, "access_token")
+    link, _ = reauthorization_link_get_or_create(seller=seller)
+    page = _callback(client, link.url, account="A1SHOP")
+    assert page.status_code == 200 and "all set" in page.content.decode()
+    assert Grant.objects.get(seller=seller).refresh_token.startswith("Atzr|")
+
+
+@pytest.mark.django_db
+def test_an_undecryptable_review_still_expires(client, tenant):
+    first = _open_review(client, tenant)
+    _corrupt(IdentityReview, first.pk, "refresh_token")
+    IdentityReview.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert identity_reviews_expire() == 1
+    assert IdentityReview.objects.get(pk=first.pk).status == "expired"

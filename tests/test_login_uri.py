@@ -213,7 +213,9 @@ def test_renewal_from_manage_your_apps_attaches_to_the_existing_seller(client, t
     seller = make_seller(tenant, "Old Friend", spid="A1RENEW", region="eu")
     old = make_grant(seller, authorized_days_ago=350)
     # What SP-API said about this account when it was last checked: the renewal must match it.
-    old.account_fingerprint = {"region": "eu", "store_names": ["Sandbox store A1RENEW"], "marketplaces": []}
+    old.account_fingerprint = {
+        "region": "eu", "store_names": ["Sandbox store A1RENEW"], "marketplaces": ["A1F83G8C2ARO7P", "A1PA6795UKMFR9"],
+    }
     old.save(update_fields=["account_fingerprint"])
     consent_path, form = start_from_amazon(client, tenant, spid="A1RENEW", region="eu")
     page = finish(client, sandbox_decide(client, consent_path, form))

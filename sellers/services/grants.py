@@ -88,9 +88,13 @@ def grant_store_authorization(
         next_attempt_at=None,
         last_error="",
     )
-    if fingerprint is not None:
-        values.update(account_fingerprint=fingerprint.as_json(), account_checked_at=now)
-    grant = Grant.objects.filter(seller=seller).first()
+    # Unknown: forget the old account's fingerprint rather than let it describe new tokens.
+    values.update(
+        account_fingerprint=fingerprint.as_json() if fingerprint is not None else {},
+        account_checked_at=now if fingerprint is not None else None,
+    )
+    # Deferred: every token is replaced, so one that no longer decrypts must not stop that.
+    grant = Grant.objects.defer("refresh_token", "access_token", "mws_auth_token").filter(seller=seller).first()
     reauthorized = grant is not None
     if grant is None:
         grant = Grant.objects.create(seller=seller, **values)

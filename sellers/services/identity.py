@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
+from sellers.fields import UndecryptableValue
 from sellers.models import Grant
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class AccountCheck:
 def fingerprints_compare(
     *, reference: AccountFingerprint | None, new: AccountFingerprint | None, region: str
 ) -> AccountCheck:
-    """SAME only when both name stores, in `region`, and the stores are the same."""
+    """SAME only when both name stores, in `region`, and stores and marketplaces are the same."""
 
     def check(verdict: Verdict, detail: str) -> AccountCheck:
         return AccountCheck(verdict, detail, reference, new)
@@ -129,7 +130,10 @@ def fingerprints_compare(
         return check(Verdict.UNKNOWN, "Amazon named no store to compare.")
     if reference.store_names != new.store_names:
         return check(Verdict.DIFFERENT, "The new authorization belongs to another Amazon store.")
-    return check(Verdict.SAME, "Same Amazon store as before.")
+    # A store name is the seller's choice: the marketplaces must agree too.
+    if reference.marketplaces != new.marketplaces:
+        return check(Verdict.DIFFERENT, "Same store name, but the account sells in other marketplaces.")
+    return check(Verdict.SAME, "Same Amazon store and marketplaces as before.")
 
 
 def grant_reference_fingerprint(*, grant: Grant, region: str) -> AccountFingerprint | None:
@@ -139,7 +143,8 @@ def grant_reference_fingerprint(*, grant: Grant, region: str) -> AccountFingerpr
     if grant.status == Grant.Status.ACTIVE:
         try:
             old_token = grant_access_token(grant=grant)
-        except TokenError:
+        except (TokenError, UndecryptableValue):
+            # Cannot answer live: the recorded fingerprint still can.
             old_token = None
         live = account_fingerprint(region=region, access_token=old_token) if old_token else None
         if live is not None and live.store_names:

@@ -20,11 +20,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
+from sellers.fields import UndecryptableValue
 from sellers.models import Event, Grant, IdentityReview, Invitation, Seller
 
 from .events import event_record
 from .grants import AuthorizationOutcome, grant_store_authorization
-from .identity import AccountCheck, AccountFingerprint, Verdict
+from .identity import AccountCheck, AccountFingerprint, Verdict, account_fingerprint
 from .notifications import notify_staff
 from .status import seller_status_sync
 
@@ -49,6 +50,13 @@ def review_admin_url(review: IdentityReview) -> str:
     return settings.SITE_URL + reverse("admin:sellers_identityreview_change", args=[review.pk])
 
 
+def _grant_version(seller: Seller | None) -> int | None:
+    # values_list: the version without decrypting (or failing to decrypt) the tokens.
+    if seller is None:
+        return None
+    return Grant.objects.filter(seller=seller).values_list("version", flat=True).first()
+
+
 @sensitive_variables("token", "mws_auth_token")
 @transaction.atomic
 def identity_review_open(
@@ -63,60 +71,99 @@ def identity_review_open(
     requested_scopes: list[str],
     check: AccountCheck,
 ) -> IdentityReview:
-    """Hold `token` for staff; record it on the seller (and the holder); tell staff."""
+    """Hold `token` for staff; record it on the seller (and the holder); tell staff.
+
+    A second authorization of the same account for the same seller while a review is open
+    replaces the held tokens of that review instead of opening (and announcing) another.
+    """
     now = timezone.now()
+    holder = holder if holder is not None and holder.pk != seller.pk else None
+    new_json = check.new.as_json() if check.new else {}
+    held = {
+        "refresh_token": token.refresh_token or "",
+        "access_token": token.access_token,
+        "access_token_expires_at": now + timedelta(seconds=token.expires_in),
+        "mws_auth_token": mws_auth_token,
+        "scopes": token.scopes,
+        "requested_scopes": list(requested_scopes),
+        "seller_grant_version": _grant_version(seller),
+        "holder_grant_version": _grant_version(holder),
+    }
+    open_same = IdentityReview.objects.filter(
+        seller=seller, holder=holder, selling_partner_id=selling_partner_id, region=region,
+        status=IdentityReview.Status.OPEN, expires_at__gt=now,
+    ).only("pk", "new_fingerprint", "public_id", "reason")
+    existing = next((r for r in open_same if r.new_fingerprint == new_json), None)
+    if existing is not None:
+        IdentityReview.objects.filter(pk=existing.pk).update(**{k: v for k, v in held.items() if k not in ("refresh_token", "access_token", "mws_auth_token")})
+        # Encrypted fields are assigned and saved one by one: update() would store them in clear.
+        review = IdentityReview.objects.defer(*HELD_FIELDS).get(pk=existing.pk)
+        review.refresh_token, review.access_token, review.mws_auth_token = held["refresh_token"], held["access_token"], held["mws_auth_token"]
+        review.save(update_fields=list(HELD_FIELDS))
+        event_record(
+            seller=seller,
+            kind=Event.Kind.IDENTITY_REVIEW_OPENED,
+            detail=f"Another authorization for {selling_partner_id} of the same account replaced the one held for review.",
+            data={"review": str(existing.public_id), "reason": existing.reason, "selling_partner_id": selling_partner_id},
+            actor="seller",
+        )
+        return review
     review = IdentityReview.objects.create(
         tenant_id=seller.tenant_id,
         seller=seller,
-        holder=holder if holder is not None and holder.pk != seller.pk else None,
+        holder=holder,
         invitation=invitation,
         selling_partner_id=selling_partner_id,
         region=region,
         reason=IdentityReview.Reason.CONFLICT if check.verdict == Verdict.DIFFERENT else IdentityReview.Reason.UNVERIFIED,
         detail=check.detail[:500],
         reference_fingerprint=check.reference.as_json() if check.reference else {},
-        new_fingerprint=check.new.as_json() if check.new else {},
-        refresh_token=token.refresh_token or "",
-        access_token=token.access_token,
-        access_token_expires_at=now + timedelta(seconds=token.expires_in),
-        mws_auth_token=mws_auth_token,
-        scopes=token.scopes,
-        requested_scopes=list(requested_scopes),
+        new_fingerprint=new_json,
         expires_at=now + REVIEW_TTL,
+        **held,
     )
     data = {"review": str(review.public_id), "reason": review.reason, "selling_partner_id": selling_partner_id}
-    detail = f"A new authorization for {selling_partner_id} waits for staff: {review.get_reason_display().lower()}. {check.detail}"
+    detail = f"A new authorization for {selling_partner_id or 'this seller'} waits for staff: {review.get_reason_display().lower()}. {check.detail}"
     event = event_record(seller=seller, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
-    if review.holder is not None:
-        event_record(seller=review.holder, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
+    if holder is not None:
+        event_record(seller=holder, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
     notify_staff(
         tenant=seller.tenant,
         subject=f"Confirm the Amazon account of {seller.name}",
         body=(
-            f"Someone authorized the app for {selling_partner_id} from {seller.name}'s "
+            f"Someone authorized the app for {selling_partner_id or seller.name} from {seller.name}'s "
             f"{'link' if invitation is not None else 'Seller Central'}, but spconnect could not confirm it is the same "
             f"Amazon account ({check.detail}). The new authorization is held, unused. Compare both accounts and "
-            f"approve or reject it within 7 days: {review_admin_url(review)}"
+            f"approve or reject it within {REVIEW_TTL.days} days: {review_admin_url(review)}"
         ),
         event=event,
     )
     return review
 
 
+HELD_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
+
+
 def _close(review: IdentityReview, *, status: str, actor: str, now: datetime) -> None:
-    """Discard the held tokens and record the decision on the review itself."""
-    review.status = status
-    review.decided_at = now
-    review.decided_by = actor[:150]
-    review.refresh_token = review.access_token = review.mws_auth_token = ""
-    review.access_token_expires_at = None
-    review.save()
+    """Discard the held tokens and record the decision. An UPDATE, so tokens that no longer
+    decrypt (a changed key) can still be discarded."""
+    IdentityReview.objects.filter(pk=review.pk).update(
+        status=status, decided_at=now, decided_by=actor[:150],
+        refresh_token="", access_token="", mws_auth_token="", access_token_expires_at=None,
+    )
+    review.status, review.decided_at, review.decided_by = status, now, actor[:150]
 
 
 def _locked_open(review: IdentityReview, now: datetime) -> IdentityReview:
-    """The review, locked, if it can still be decided. Call `_expire_if_due` first, outside the
-    decision's transaction, so an expiry is kept although the decision is refused."""
-    current = IdentityReview.objects.select_for_update().select_related("seller", "seller__tenant").get(pk=review.pk)
+    """The review, locked, if it can still be decided (tokens not read). Call `_expire_if_due`
+    first, outside the decision's transaction, so an expiry is kept although the decision is
+    refused."""
+    current = (
+        IdentityReview.objects.select_for_update()
+        .select_related("seller", "seller__tenant", "holder")
+        .defer(*HELD_FIELDS)
+        .get(pk=review.pk)
+    )
     if current.status != IdentityReview.Status.OPEN:
         raise ReviewClosed(f"This review was already {current.get_status_display().lower()}.")
     return current
@@ -142,6 +189,19 @@ def _release(holder: Seller, *, to: Seller, selling_partner_id: str, actor: str)
     seller_status_sync(seller=holder, grant=None, actor=actor, cause="Amazon account released")
 
 
+def _still_as_reviewed(review: IdentityReview) -> None:
+    """Refuse to act on a picture that is no longer true."""
+    holder = review.holder
+    if _grant_version(review.seller) != review.seller_grant_version:
+        raise ReviewClosed(
+            f"{review.seller.name}'s connection changed since this review opened; it can only be rejected now."
+        )
+    if holder is not None and (
+        holder.selling_partner_id != review.selling_partner_id or _grant_version(holder) != review.holder_grant_version
+    ):
+        raise ReviewClosed(f"{holder.name}'s connection changed since this review opened; it can only be rejected now.")
+
+
 def identity_review_approve(*, review: IdentityReview, actor: str) -> AuthorizationOutcome:
     """The held authorization becomes the seller's grant, replacing whatever was there."""
     now = timezone.now()
@@ -150,32 +210,40 @@ def identity_review_approve(*, review: IdentityReview, actor: str) -> Authorizat
         return _approve(_locked_open(review, now), actor=actor, now=now)
 
 
-def _approve(review: IdentityReview, *, actor: str, now: datetime) -> AuthorizationOutcome:
-    seller = review.seller
-    holder = (
-        Seller.objects.select_for_update()
-        .filter(tenant_id=review.tenant_id, region=review.region, selling_partner_id=review.selling_partner_id)
-        .exclude(pk=seller.pk)
-        .first()
-    )
-    if holder is not None:
-        _release(holder, to=seller, selling_partner_id=review.selling_partner_id, actor=actor)
-    remaining = (review.access_token_expires_at - now).total_seconds() if review.access_token_expires_at else 0
+def _held_token(review: IdentityReview, now: datetime) -> tuple[amazon.TokenResponse, str]:
+    try:
+        held = IdentityReview.objects.only(*HELD_FIELDS, "access_token_expires_at", "scopes").get(pk=review.pk)
+    except UndecryptableValue:
+        raise ReviewClosed("The held authorization cannot be decrypted with the configured keys; reject it.") from None
+    remaining = (held.access_token_expires_at - now).total_seconds() if held.access_token_expires_at else 0
     token = amazon.TokenResponse(
-        access_token=review.access_token,
-        expires_in=max(0, int(remaining)),
-        refresh_token=review.refresh_token,
-        scopes=review.scopes,
+        access_token=held.access_token, expires_in=max(0, int(remaining)), refresh_token=held.refresh_token, scopes=held.scopes
     )
+    return token, held.mws_auth_token
+
+
+def _approve(review: IdentityReview, *, actor: str, now: datetime) -> AuthorizationOutcome:
+    _still_as_reviewed(review)
+    seller = review.seller
+    token, mws_auth_token = _held_token(review, now)
+    # Only the holder recorded when the review opened gives up the id (never "every seller
+    # without an id", which is what an empty id would match).
+    holder = review.holder
+    if holder is not None and review.selling_partner_id:
+        _release(holder, to=seller, selling_partner_id=review.selling_partner_id, actor=actor)
+    # What the approved tokens' account is, asked now if they still answer: the grant must
+    # never keep describing the account it replaced.
+    live = account_fingerprint(region=review.region, access_token=token.access_token) if token.expires_in else None
+    fingerprint = live or AccountFingerprint.from_json(review.new_fingerprint)
     outcome = grant_store_authorization(
         seller=seller,
         token=token,
         selling_partner_id=review.selling_partner_id,
-        mws_auth_token=review.mws_auth_token,
+        mws_auth_token=mws_auth_token,
         optional_scopes=review.requested_scopes,
         actor=actor,
         verification=f"approved by {actor} after an identity review.",
-        fingerprint=AccountFingerprint.from_json(review.new_fingerprint),
+        fingerprint=fingerprint,
     )
     if review.invitation_id and not outcome.missing_required:
         Invitation.objects.filter(pk=review.invitation_id, completed_at__isnull=True).update(completed_at=now)
@@ -183,7 +251,7 @@ def _approve(review: IdentityReview, *, actor: str, now: datetime) -> Authorizat
     event_record(
         seller=seller,
         kind=Event.Kind.IDENTITY_REVIEW_APPROVED,
-        detail=f"Approved: the authorization for {review.selling_partner_id} is now this seller's grant.",
+        detail=f"Approved: the authorization for {review.selling_partner_id or seller.name} is now this seller's grant.",
         data={"review": str(review.public_id)},
         actor=actor,
     )
@@ -195,18 +263,15 @@ def identity_review_reject(*, review: IdentityReview, actor: str) -> None:
     now = timezone.now()
     _expire_if_due(review, now)
     with transaction.atomic():
-        _reject(_locked_open(review, now), actor=actor, now=now)
-
-
-def _reject(review: IdentityReview, *, actor: str, now: datetime) -> None:
-    _close(review, status=IdentityReview.Status.REJECTED, actor=actor, now=now)
-    event_record(
-        seller=review.seller,
-        kind=Event.Kind.IDENTITY_REVIEW_REJECTED,
-        detail=f"Rejected: the authorization for {review.selling_partner_id} was discarded.",
-        data={"review": str(review.public_id)},
-        actor=actor,
-    )
+        review = _locked_open(review, now)
+        _close(review, status=IdentityReview.Status.REJECTED, actor=actor, now=now)
+        event_record(
+            seller=review.seller,
+            kind=Event.Kind.IDENTITY_REVIEW_REJECTED,
+            detail=f"Rejected: the authorization for {review.selling_partner_id or review.seller.name} was discarded.",
+            data={"review": str(review.public_id)},
+            actor=actor,
+        )
 
 
 def _expire(review: IdentityReview, now: datetime) -> None:
@@ -214,13 +279,15 @@ def _expire(review: IdentityReview, now: datetime) -> None:
     event_record(
         seller=review.seller,
         kind=Event.Kind.IDENTITY_REVIEW_EXPIRED,
-        detail=f"Nobody decided within {REVIEW_TTL.days} days: the authorization for {review.selling_partner_id} was discarded.",
+        detail=f"Nobody decided within {REVIEW_TTL.days} days: the authorization for "
+        f"{review.selling_partner_id or review.seller.name} was discarded.",
         data={"review": str(review.public_id)},
     )
 
 
 def identity_reviews_expire(*, now: datetime | None = None, pks: list[int] | None = None) -> int:
-    """Discard the tokens of every open review past its deadline. Safe to run twice."""
+    """Discard the tokens of every open review past its deadline. Safe to run twice; the
+    held tokens are never read, so one that no longer decrypts cannot stall the others."""
     now = now or timezone.now()
     expired = 0
     due = IdentityReview.objects.filter(status=IdentityReview.Status.OPEN, expires_at__lte=now)
@@ -228,9 +295,10 @@ def identity_reviews_expire(*, now: datetime | None = None, pks: list[int] | Non
         due = due.filter(pk__in=pks)
     for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
-            review = IdentityReview.objects.select_for_update().select_related("seller").filter(
-                pk=pk, status=IdentityReview.Status.OPEN
-            ).first()
+            review = (
+                IdentityReview.objects.select_for_update().select_related("seller").defer(*HELD_FIELDS)
+                .filter(pk=pk, status=IdentityReview.Status.OPEN).first()
+            )
             if review is not None:
                 _expire(review, now)
                 expired += 1
