@@ -20,7 +20,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
 from sellers.models import Event, Grant, Invitation, Seller, Tenant
-from sellers.scopes import validate_scopes
+from sellers.selectors import requested_scopes
 from sellers.services.credentials import tenant_lwa_call
 from sellers.services.events import event_record
 from sellers.services.grants import AuthorizationOutcome, grant_store_authorization
@@ -38,14 +38,6 @@ SELLING_PARTNER_ID_RE = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 
 # --- Starting ---------------------------------------------------------------------------------
-
-
-def requested_scopes(tenant: Tenant) -> list[str]:
-    """Every scope the tenant requests, required and optional, in catalog order.
-
-    Raises InvalidScope (the seed's `invalid_scope` wording) for anything outside the catalog.
-    """
-    return validate_scopes(r.scope for r in tenant.scope_requirements.all())
 
 
 def consent_url_build(*, tenant: Tenant, region: str, state: str, scopes: list[str]) -> str:
@@ -66,7 +58,7 @@ def consent_url_build(*, tenant: Tenant, region: str, state: str, scopes: list[s
 def consent_start(*, invitation: Invitation, session) -> str:
     """Begin consent for an invitation; returns the Seller Central consent URL to redirect to."""
     tenant = invitation.tenant
-    scopes = requested_scopes(tenant)
+    scopes = requested_scopes(tenant_id=tenant.pk)
     seller = invitation.seller
     state = state_create(
         session=session,
@@ -107,7 +99,7 @@ def login_uri_start(
         session=session,
         tenant=tenant,
         region=region,
-        scopes=requested_scopes(tenant),
+        scopes=requested_scopes(tenant_id=tenant.pk),
         flow=OAuthState.Flow.AMAZON,
         claimed_selling_partner_id=selling_partner_id,
     )
@@ -293,7 +285,7 @@ def _authorization_store(
                 token=token,
                 selling_partner_id=target.selling_partner_id,
                 mws_auth_token=mws_auth_token,
-                optional_scopes=list(state.requested_scopes),
+                requested_scopes=list(state.requested_scopes),
                 verification=verification,
                 fingerprint=fingerprint,
             )

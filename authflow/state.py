@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
+from sellers.hashing import token_hash
 from sellers.models import Invitation, Seller, Tenant
 
 from .models import OAuthState
 
 SESSION_BINDING_KEY = "spconnect_browser"
-
-
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def browser_binding(session, *, create: bool) -> str | None:
@@ -47,8 +43,8 @@ def state_create(
     value = secrets.token_urlsafe(32)  # 256 bits
     binding = browser_binding(session, create=True)
     OAuthState.objects.create(
-        state_hash=_sha256(value),
-        browser_hash=_sha256(binding),
+        state_hash=token_hash(value),
+        browser_hash=token_hash(binding),
         flow=flow,
         tenant=tenant,
         seller=seller,
@@ -82,13 +78,13 @@ def state_consume(*, value: str | None, session) -> OAuthState:
         raise StateRejected("missing")
     if len(value) > 256:
         raise StateRejected("unknown")
-    state = OAuthState.objects.select_related("tenant", "seller", "invitation").filter(state_hash=_sha256(value)).first()
+    state = OAuthState.objects.select_related("tenant", "seller", "invitation").filter(state_hash=token_hash(value)).first()
     if state is None:
         raise StateRejected("unknown")
     binding = browser_binding(session, create=False)
     # Check the browser before burning the state: a replay from elsewhere must not spoil the
     # genuine seller's attempt.
-    if binding is None or not secrets.compare_digest(_sha256(binding), state.browser_hash):
+    if binding is None or not secrets.compare_digest(token_hash(binding), state.browser_hash):
         raise StateRejected("other_browser", state)
     if state.used_at is not None:
         raise StateRejected("used", state)

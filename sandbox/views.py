@@ -7,7 +7,6 @@ redirect URI, draft flag) and enforces the scopes its tokens carry.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import uuid
@@ -24,6 +23,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from sellers.hashing import token_hash
 from sellers.models import Tenant
 from sellers.scopes import CATALOG, parse_scope_string, scope_for_path
 
@@ -32,10 +32,6 @@ from .models import SandboxAccessToken, SandboxAuthorization
 CODE_TTL = timedelta(minutes=5)  # Amazon's authorization codes die after 5 minutes.
 ACCESS_TOKEN_TTL = 3600
 REGIONS = ("na", "eu", "fe")
-
-
-def _h(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _redirect(url: str, **params) -> HttpResponse:
@@ -114,7 +110,7 @@ def consent(request: HttpRequest, region: str) -> HttpResponse:
         region=region,
         scopes=approved if requested else [],
         redirect_uri=redirect_uri,
-        code_hash=_h(code),
+        code_hash=token_hash(code),
         code_expires_at=timezone.now() + CODE_TTL,
     )
     return _redirect(redirect_uri, state=state, selling_partner_id=spid, spapi_oauth_code=code)
@@ -142,10 +138,23 @@ def _issue_access_token(authorization: SandboxAuthorization) -> str:
     access = "Atza|sandbox" + secrets.token_urlsafe(48)
     SandboxAccessToken.objects.create(
         authorization=authorization,
-        token_hash=_h(access),
+        token_hash=token_hash(access),
         expires_at=timezone.now() + timedelta(seconds=ACCESS_TOKEN_TTL),
     )
     return access
+
+
+def _token_response(*, access: str, refresh: str, authorization: SandboxAuthorization) -> JsonResponse:
+    """LWA's answer to a code exchange or a refresh: the tokens and the scopes they carry."""
+    return JsonResponse(
+        {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": ACCESS_TOKEN_TTL,
+            "scope": " ".join(authorization.scopes),
+        }
+    )
 
 
 @csrf_exempt
@@ -161,7 +170,7 @@ def token(request: HttpRequest) -> JsonResponse:
     if grant_type == "authorization_code":
         code = request.POST.get("code", "")
         with transaction.atomic():
-            authorization = SandboxAuthorization.objects.filter(code_hash=_h(code), client_id=client_id).first()
+            authorization = SandboxAuthorization.objects.filter(code_hash=token_hash(code), client_id=client_id).first()
             if authorization is None:
                 return _lwa_error("invalid_grant", "The request has an invalid grant parameter : code")
             if authorization.redirect_uri != request.POST.get("redirect_uri", ""):
@@ -173,36 +182,20 @@ def token(request: HttpRequest) -> JsonResponse:
             if not claimed:
                 return _lwa_error("invalid_grant", "The authorization code is expired or was already used.")
             refresh = "Atzr|sandbox" + secrets.token_urlsafe(64)
-            authorization.refresh_token_hash = _h(refresh)
+            authorization.refresh_token_hash = token_hash(refresh)
             authorization.save(update_fields=["refresh_token_hash"])
             access = _issue_access_token(authorization)
-        return JsonResponse(
-            {
-                "access_token": access,
-                "refresh_token": refresh,
-                "token_type": "bearer",
-                "expires_in": ACCESS_TOKEN_TTL,
-                "scope": " ".join(authorization.scopes),
-            }
-        )
+        return _token_response(access=access, refresh=refresh, authorization=authorization)
 
     if grant_type == "refresh_token":
         refresh = request.POST.get("refresh_token", "")
         authorization = SandboxAuthorization.objects.filter(
-            refresh_token_hash=_h(refresh), client_id=client_id, revoked_at__isnull=True
+            refresh_token_hash=token_hash(refresh), client_id=client_id, revoked_at__isnull=True
         ).first() if refresh else None
         if authorization is None:
             return _lwa_error("invalid_grant", "The request has an invalid grant parameter : refresh_token. User may have revoked or didn't grant the permission.")
         access = _issue_access_token(authorization)
-        return JsonResponse(
-            {
-                "access_token": access,
-                "refresh_token": refresh,
-                "token_type": "bearer",
-                "expires_in": ACCESS_TOKEN_TTL,
-                "scope": " ".join(authorization.scopes),
-            }
-        )
+        return _token_response(access=access, refresh=refresh, authorization=authorization)
 
     return _lwa_error("unsupported_grant_type", "The grant_type is not supported by this endpoint.")
 
@@ -234,7 +227,7 @@ def _operation(region: str, path: str, authorization: SandboxAuthorization, requ
             ]
         }
     if path == "/orders/v0/orders":
-        seed = int(_h(authorization.selling_partner_id)[:6], 16)
+        seed = int(token_hash(authorization.selling_partner_id)[:6], 16)
         return 200, {
             "payload": {
                 "Orders": [
@@ -263,7 +256,7 @@ def spapi(request: HttpRequest, region: str, path: str) -> JsonResponse:
     raw = request.headers.get("x-amz-access-token", "")
     now = timezone.now()
     access = (
-        SandboxAccessToken.objects.select_related("authorization").filter(token_hash=_h(raw)).first() if raw else None
+        SandboxAccessToken.objects.select_related("authorization").filter(token_hash=token_hash(raw)).first() if raw else None
     )
     if access is None:
         return _unauthorized("The access token is missing or invalid.")

@@ -10,7 +10,11 @@ columns come from `.defer()`ed querysets and secrets are write-only form fields.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Callable
 
+# Registers django-q2's admins before they are restricted to superusers below, whatever the
+# order of INSTALLED_APPS.
+import django_q.admin  # noqa: F401
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -23,7 +27,6 @@ from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Exists, OuterRef
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -32,15 +35,25 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
+from django_q.models import Failure, OrmQ, Schedule, Success, Task
 
-from sellers.admin_dashboard import scope_chips, scope_held_q, status_badge
+from sellers.admin_html import scope_chips, status_badge
+from sellers.csv_safety import SafeDictWriter
 from sellers.fields import UndecryptableValue, mask_secret
-from sellers.models import Event, Grant, IdentityReview, Invitation, ScopeRequirement, Seller, Tenant, TenantMembership
+from sellers.models import Event, Grant, IdentityReview, ScopeRequirement, Seller, Tenant, TenantMembership
 from sellers.scopes import CATALOG, SCOPE_CHOICES
+from sellers.selectors import (
+    renewal_due_q,
+    required_scopes,
+    required_scopes_by_tenant,
+    seller_open_links,
+    sellers_holding_scope,
+    sellers_missing_required_scope,
+)
 from sellers.services.client_secrets import ClientSecretError, client_secret_install
 from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
-from sellers.services.exports import SafeDictWriter, required_scopes_by_tenant, seller_records
+from sellers.services.exports import seller_records
 from sellers.services.grants import grant_mark_revoked
 from sellers.services.identity import fingerprint_from_participations, grant_fingerprint_record
 from sellers.services.invitations import (
@@ -50,7 +63,10 @@ from sellers.services.invitations import (
     reauthorization_link_send,
 )
 from sellers.services.requirements import tenant_requirements_changed
-from sellers.services.status import missing_required_scopes, required_scopes_for
+from sellers.services.spapi import SPAPI_CALL_ERRORS, spapi_request
+from sellers.services.status import missing_required_scopes
+from sellers.services.tokens import RefreshOutcome, RefreshResult, grant_refresh
+from sellers.tasks import grant_refresh_enqueue
 from sellers.tenancy import Role, tenant_access, tenant_access_forget, visible_users_q
 
 # Encrypted columns never read by list pages: decrypting them is slow and they must not show.
@@ -175,9 +191,10 @@ def tenant_filter_for(request, filters):
 # --- Sellers -----------------------------------------------------------------------------------
 
 
-class ScopeGrantedFilter(admin.SimpleListFilter):
-    title = "scope granted"
-    parameter_name = "granted"
+class _ScopeFilter(admin.SimpleListFilter):
+    """Sellers filtered by one catalog scope (`select`, a selector); any other value is ignored."""
+
+    select: Callable[..., models.QuerySet[Seller]]
 
     def lookups(self, request, model_admin):
         return SCOPE_CHOICES
@@ -186,27 +203,21 @@ class ScopeGrantedFilter(admin.SimpleListFilter):
         scope = self.value()
         if scope not in CATALOG:
             return queryset
-        return queryset.filter(id__in=Grant.objects.filter(scope_held_q(scope)).values("seller_id"))
+        return self.select(sellers=queryset, scope=scope)
 
 
-class ScopeMissingFilter(admin.SimpleListFilter):
+class ScopeGrantedFilter(_ScopeFilter):
+    title = "scope granted"
+    parameter_name = "granted"
+    select = staticmethod(sellers_holding_scope)
+
+
+class ScopeMissingFilter(_ScopeFilter):
     """Sellers whose tenant requires the scope and whose grant does not hold it (or no grant)."""
 
     title = "required scope missing"
     parameter_name = "missing"
-
-    def lookups(self, request, model_admin):
-        return SCOPE_CHOICES
-
-    def queryset(self, request, queryset):
-        scope = self.value()
-        if scope not in CATALOG:
-            return queryset
-        required = ScopeRequirement.objects.filter(
-            tenant_id=OuterRef("tenant_id"), scope=scope, kind=ScopeRequirement.Kind.REQUIRED
-        )
-        holding = Grant.objects.filter(scope_held_q(scope)).values("seller_id")
-        return queryset.filter(Exists(required)).exclude(id__in=holding)
+    select = staticmethod(sellers_missing_required_scope)
 
 
 class RenewalDueFilter(admin.SimpleListFilter):
@@ -221,16 +232,12 @@ class RenewalDueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         now = timezone.now()
-        oldest_valid = now - timedelta(days=settings.SPCONNECT_RENEWAL_DAYS)
         if self.value() == "soon":
-            window = timedelta(days=settings.SPCONNECT_RENEWAL_WINDOW_DAYS)
             return queryset.filter(
-                grant__status=Grant.Status.ACTIVE,
-                grant__authorized_at__gt=oldest_valid,
-                grant__authorized_at__lte=oldest_valid + window,
+                renewal_due_q(now=now, within_days=settings.SPCONNECT_RENEWAL_WINDOW_DAYS, overdue=False)
             )
         if self.value() == "overdue":
-            return queryset.filter(grant__status=Grant.Status.ACTIVE, grant__authorized_at__lte=oldest_valid)
+            return queryset.filter(renewal_due_q(now=now))
         return queryset
 
 
@@ -239,7 +246,7 @@ class SellerChangeList(ChangeList):
         super().get_results(request)
         # One query for the required scopes of every tenant on the page, whatever its size.
         tenant_ids = {seller.tenant_id for seller in self.result_list}
-        required = required_scopes_by_tenant(tenant_ids) if tenant_ids else {}
+        required = required_scopes_by_tenant(tenant_ids=tenant_ids) if tenant_ids else {}
         for seller in self.result_list:
             seller.required_scopes = required.get(seller.tenant_id, [])
 
@@ -446,7 +453,7 @@ class SellerAdmin(TenantScopedAdmin):
         grant = self._grant(obj)
         required = getattr(obj, "required_scopes", None)
         if required is None:
-            required = required_scopes_for(obj.tenant_id)
+            required = required_scopes(tenant_id=obj.tenant_id)
         granted = grant.effective_scopes if grant is not None and grant.status == Grant.Status.ACTIVE else []
         missing = missing_required_scopes(grant=grant, required=required) if grant is not None else []
         return scope_chips(granted, missing, confirmed=bool(grant and grant.scopes_confirmed))
@@ -489,7 +496,7 @@ class SellerAdmin(TenantScopedAdmin):
         grant = self._grant(obj)
         if grant is None:
             return "Not authorized yet."
-        required = required_scopes_for(obj.tenant_id)
+        required = required_scopes(tenant_id=obj.tenant_id)
         missing = missing_required_scopes(grant=grant, required=required)
         refused = grant.refused_scopes or []
         # The tokens are read once here: the refresh token for its masked tail, all of them to
@@ -524,8 +531,8 @@ class SellerAdmin(TenantScopedAdmin):
     def reauthorization_link(self, obj):
         # Set by get_object for the requesting user; anything else (no request) shows no link.
         may_manage = getattr(obj, "user_may_manage", False)
-        links = Invitation.objects.filter(seller=obj, expires_at__gt=timezone.now(), completed_at__isnull=True)
-        invitation = (links if may_manage else links.defer("token")).order_by("-expires_at").first()
+        links = seller_open_links(seller_ids=[obj.pk])
+        invitation = (links if may_manage else links.defer("token")).first()
         create_url = reverse("admin:sellers_seller_reauthorization_link", args=[obj.pk])
         create = format_html(' <a class="button" href="{}">Create a link…</a>', create_url) if may_manage else ""
         if invitation is None:
@@ -661,9 +668,6 @@ class SellerAdmin(TenantScopedAdmin):
 
     @admin.action(description="Refresh access tokens now", permissions=["manage"])
     def refresh_now(self, request, queryset):
-        # Imported here: the token lifecycle module pulls in notifications and locks.
-        from sellers.services.tokens import RefreshOutcome, RefreshResult, grant_refresh
-
         sellers, refused = self._targets(request, queryset)
         actor = actor_for_user(request.user)
         counts = {outcome: 0 for outcome in RefreshOutcome.values}
@@ -672,8 +676,6 @@ class SellerAdmin(TenantScopedAdmin):
         no_grant = len(sellers) - len(targets)
         not_yet = f"; {no_grant} not authorized yet" if no_grant else ""
         if len(targets) > MAX_INLINE_REFRESHES:
-            from sellers.tasks import grant_refresh_enqueue
-
             for seller, _ in targets:
                 event_record(
                     seller=seller,
@@ -713,8 +715,6 @@ class SellerAdmin(TenantScopedAdmin):
 
     @admin.action(description="Test connection (getMarketplaceParticipations)", permissions=["manage"])
     def test_connection(self, request, queryset):
-        from sellers.services.spapi import SPAPI_CALL_ERRORS, spapi_request
-
         sellers, refused = self._targets(request, queryset)
         actor = actor_for_user(request.user)
         skipped = max(len(sellers) - MAX_CONNECTION_TESTS, 0)
@@ -961,10 +961,12 @@ class MembershipInline(ScopeRequirementInline):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-def _https_url_fields(db_field, **kwargs):
-    if isinstance(db_field, models.URLField):
+class HttpsURLField(forms.URLField):
+    """A URL typed without a scheme is read as https: the redirect URI and webhook need it."""
+
+    def __init__(self, **kwargs):
         kwargs.setdefault("assume_scheme", "https")
-    return db_field.formfield(**kwargs)
+        super().__init__(**kwargs)
 
 
 class TenantForm(forms.ModelForm):
@@ -998,7 +1000,9 @@ class TenantForm(forms.ModelForm):
 
     class Meta:
         model = Tenant
-        formfield_callback = _https_url_fields
+        # Field classes rather than a formfield callback: the admin builds its form with its own
+        # callback, which keeps these.
+        field_classes = {"redirect_uri": HttpsURLField, "webhook_url": HttpsURLField}
         exclude = TENANT_SECRET_FIELDS + ("previous_client_secret_expires_at", "credentials_failing_since", "credentials_error")
 
     def clean_registered_scopes(self):
@@ -1008,10 +1012,9 @@ class TenantForm(forms.ModelForm):
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     form = TenantForm
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     tenant_field = "pk"
-    view_role = add_role = change_role = Role.OWNER
-    add_role = None
+    view_role = change_role = Role.OWNER
+    add_role = None  # tenants are created by superusers
     delete_role = None
     list_display = ("name", "slug", "application_id", "sellers_link", "credentials_state")
     search_fields = ("name", "slug")
@@ -1112,10 +1115,10 @@ class TenantAdmin(TenantScopedAdmin):
 
     def save_related(self, request, form, formsets, change):
         tenant = form.instance
-        before = required_scopes_for(tenant.pk)
+        before = required_scopes(tenant_id=tenant.pk)
         super().save_related(request, form, formsets, change)
         tenant_access_forget(request.user)
-        after = required_scopes_for(tenant.pk)
+        after = required_scopes(tenant_id=tenant.pk)
         if before != after:
             changed = tenant_requirements_changed(tenant=tenant, actor=actor_for_user(request.user), previous_required=before)
             partial = Seller.objects.filter(tenant=tenant, status=Seller.Status.PARTIAL).count()
@@ -1158,9 +1161,6 @@ def _restrict_to_superusers(model) -> None:
 
 
 def _restrict_builtin_admins() -> None:
-    import django_q.admin  # noqa: F401  (registers its admins first, whatever the app order)
-    from django_q.models import Failure, OrmQ, Schedule, Success, Task
-
     for model in (Task, Success, Failure, Schedule, OrmQ, get_user_model(), Group):
         _restrict_to_superusers(model)
 
@@ -1171,5 +1171,6 @@ if not admin.site.is_registered(Group):
     admin.site.register(Group, GroupAdmin)
 _restrict_builtin_admins()
 
-# Registered from their own module (imported here: Django discovers `sellers.admin` only).
+# Registered from their own module, which Django does not discover by itself. Imported last:
+# it builds on TenantScopedAdmin from this module.
 from sellers import admin_reviews  # noqa: E402,F401

@@ -3,6 +3,8 @@ from django.db.models.signals import post_migrate
 
 
 def _ensure_schedules(sender, **kwargs):
+    # Imported when called: `schedules` imports django-q2's models, which cannot load while
+    # the app registry is still being populated (when this module is imported).
     from .schedules import schedules_ensure
 
     schedules_ensure()

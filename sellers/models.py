@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .fields import EncryptedTextField
-from .scopes import CATALOG, SCOPE_CHOICES
+from .scopes import SCOPE_CHOICES
 from .validators import validate_webhook_url
 
 
@@ -84,13 +84,6 @@ class Tenant(models.Model):
     @property
     def effective_redirect_uri(self) -> str:
         return self.redirect_uri or f"{settings.SITE_URL}{reverse('authflow:callback')}"
-
-    def scopes_by_kind(self, requirements=None) -> tuple[list[str], list[str]]:
-        """(required, optional) scope names in catalog order."""
-        reqs = list(requirements if requirements is not None else self.scope_requirements.all())
-        required = {r.scope for r in reqs if r.kind == ScopeRequirement.Kind.REQUIRED}
-        optional = {r.scope for r in reqs if r.kind == ScopeRequirement.Kind.OPTIONAL}
-        return [s for s in CATALOG if s in required], [s for s in CATALOG if s in optional]
 
 
 class TenantMembership(models.Model):
@@ -235,7 +228,9 @@ class Grant(models.Model):
         return [s for s in (self.granted_scopes or []) if s not in refused]
 
     @property
-    def renewal_due_at(self):
+    def renewal_due_at(self) -> datetime:
+        """When Amazon makes the seller consent again: SPCONNECT_RENEWAL_DAYS after authorizing.
+        `sellers.selectors.renewal_cutoff` is the same rule as a filter on `authorized_at`."""
         return self.authorized_at + timedelta(days=settings.SPCONNECT_RENEWAL_DAYS)
 
 
@@ -270,8 +265,6 @@ class Invitation(models.Model):
 
     @property
     def url(self) -> str:
-        from django.urls import reverse
-
         return f"{settings.SITE_URL}{reverse('authflow:invite', kwargs={'token': self.token})}"
 
     def is_expired(self, now=None) -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django_q.models import Schedule
+
 
 @dataclass(frozen=True)
 class ScheduleSpec:
@@ -51,8 +53,6 @@ SCHEDULES: list[ScheduleSpec] = [
 
 def schedules_ensure() -> list[str]:
     """Create or update each schedule by name; returns the names created."""
-    from django_q.models import Schedule
-
     created = []
     for spec in SCHEDULES:
         _, was_created = Schedule.objects.update_or_create(

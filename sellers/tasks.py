@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from functools import partial
 
+import django_q.tasks
 from django.db import transaction
 
 from sellers.models import Event, Grant
+from sellers.selectors import grants_due
 from sellers.services.events import event_record
-from sellers.services.tokens import RefreshOutcome, grant_refresh, grants_due
+from sellers.services.reviews import identity_reviews_expire
+from sellers.services.tokens import RefreshOutcome, grant_refresh
 from sellers.services.webhooks import webhook_deliver as _webhook_deliver
 
 REFRESH_GROUP = "token-refresh"
@@ -16,12 +19,10 @@ REFRESH_GROUP = "token-refresh"
 
 def grants_refresh_due() -> str:
     """Every 5 minutes: enqueue one refresh task per grant whose token expires within the window."""
-    from django_q.tasks import async_task
-
     ids = list(grants_due().values_list("pk", flat=True))
     for grant_id in ids:
         transaction.on_commit(
-            partial(async_task, "sellers.tasks.grant_refresh_task", grant_id, group=REFRESH_GROUP, task_name=f"refresh-grant-{grant_id}")
+            partial(django_q.tasks.async_task, "sellers.tasks.grant_refresh_task", grant_id, group=REFRESH_GROUP, task_name=f"refresh-grant-{grant_id}")
         )
     return f"enqueued {len(ids)} refresh task(s)"
 
@@ -51,12 +52,10 @@ def grant_refresh_task(grant_id: int, force: bool = False, actor: str = "system"
 
 def grant_refresh_enqueue(*, grant_ids: list[int], actor: str, force: bool = False) -> None:
     """Queue one refresh task per grant, sent when the current transaction commits."""
-    from django_q.tasks import async_task
-
     for grant_id in grant_ids:
         transaction.on_commit(
             partial(
-                async_task, "sellers.tasks.grant_refresh_task", grant_id, force=force, actor=actor,
+                django_q.tasks.async_task, "sellers.tasks.grant_refresh_task", grant_id, force=force, actor=actor,
                 group=REFRESH_GROUP, task_name=f"refresh-grant-{grant_id}-requested",
             )
         )
@@ -69,6 +68,4 @@ def webhook_deliver(tenant_id: int, body: str, attempt: int = 1) -> str:
 
 def identity_reviews_expire_task() -> str:
     """Hourly: identity reviews nobody decided within 7 days lose their held tokens."""
-    from sellers.services.reviews import identity_reviews_expire
-
     return f"expired {identity_reviews_expire()} identity review(s)"

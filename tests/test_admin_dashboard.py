@@ -8,7 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from sellers.admin_dashboard import dashboards_for, svg_bars
+from sellers.admin_dashboard import dashboards_for
+from sellers.admin_html import svg_bars
 from sellers.models import Grant, TenantMembership
 from sellers.tenancy import tenant_access
 from tests.conftest import INVENTORY, ORDERS, make_grant, make_seller, make_tenant

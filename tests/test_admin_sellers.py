@@ -116,7 +116,7 @@ def test_renewal_filter(scoped_sellers, manager, client):
 
 
 def test_json_scope_lookup_is_portable(scoped_sellers):
-    from sellers.admin_dashboard import scope_held_q
+    from sellers.selectors import scope_held_q
 
     held = set(Grant.objects.filter(scope_held_q(INVENTORY)).values_list("seller__name", flat=True))
     assert held == {"Full Grant", "Renewal Soon", "Renewal Overdue"}

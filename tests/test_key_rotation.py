@@ -38,7 +38,7 @@ WRITE = f"""
 import json
 from django.utils import timezone
 from sellers.models import Grant, Invitation, Seller, Tenant
-from sellers.services.invitations import token_hash
+from sellers.hashing import token_hash
 P = json.loads({json.dumps(json.dumps(PLAIN))})
 t = Tenant.objects.create(slug="k", name="K", application_id="a", client_id="c", client_secret=P["tenant.client_secret"],
                           previous_client_secret=P["tenant.previous_client_secret"], webhook_secret=P["tenant.webhook_secret"])

@@ -13,13 +13,13 @@ from django.utils import timezone
 
 from sellers.models import Event, Grant, Invitation, Seller, TenantMembership
 from sellers.schedules import schedules_ensure
+from sellers.selectors import renewals_due
 from sellers.services.invitations import invitation_create
 from sellers.services.renewals import (
     DIGEST_LIST_LIMIT,
     renewal_digest_build,
     renewal_digest_send,
     renewal_digests_task,
-    renewals_due,
     renewals_expire,
 )
 from sellers.services.status import seller_status_sync

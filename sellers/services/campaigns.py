@@ -1,7 +1,8 @@
 """Re-authorization campaigns: pick the sellers who must consent again, give each a link, email it.
 
-`reauth_selection_build` validates the filters (statuses, scopes, spids) and `reauth_run` walks
-the matching sellers in keyset-paginated chunks, so memory stays flat and the query count grows
+`reauth_selection_build` validates the filters (statuses, scopes, spids) into a
+`selectors.ReauthSelection`; `reauth_run` walks the matching sellers
+(`selectors.reauth_candidates`) in keyset-paginated chunks, so memory stays flat and the query count grows
 with the number of chunks, not sellers. Per chunk it reads the sellers, their grants (without
 the token columns) and their open links, bulk-creates the missing links with their history
 events, and emails over one mail connection.
@@ -16,27 +17,22 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import transaction
-from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from sellers.hashing import token_hash
 from sellers.models import Event, Grant, Invitation, Seller, Tenant
 from sellers.scopes import CATALOG
+from sellers.selectors import ReauthSelection, reauth_candidates, required_scopes, seller_open_links
 
-from .exports import required_scopes_by_tenant
-from .invitations import link_email_claim, link_email_release, reauthorization_email, token_hash
+from .invitations import link_email_claim, link_email_release, reauthorization_email
 from .status import missing_required_scopes
 
 logger = logging.getLogger(__name__)
-
-# Without any filter a campaign targets the sellers that cannot be served as they are, plus
-# those whose yearly renewal falls within SPCONNECT_RENEWAL_WINDOW_DAYS. `failing` is left out:
-# it is a transient LWA problem that a new consent does not fix.
-DEFAULT_STATUSES = (Seller.Status.REVOKED, Seller.Status.PARTIAL, Seller.Status.EXPIRED)
 
 # Grant columns a campaign needs; tokens are never read (no decryption, nothing to leak).
 GRANT_FIELDS = ("id", "seller_id", "status", "authorized_at", "granted_scopes", "refused_scopes")
@@ -45,21 +41,6 @@ SELLER_FIELDS = ("id", "tenant_id", "name", "email", "region", "selling_partner_
 
 class SelectionError(ValueError):
     """A filter names a status, scope or seller that does not exist; the message says which."""
-
-
-@dataclass(frozen=True)
-class ReauthSelection:
-    """Which of a tenant's sellers a campaign targets. Filters combine with AND."""
-
-    tenant: Tenant
-    statuses: tuple[str, ...] = ()
-    missing_scopes: tuple[str, ...] = ()
-    renewal_due_within_days: int | None = None
-    selling_partner_ids: tuple[str, ...] = ()
-
-    @property
-    def is_default(self) -> bool:
-        return not (self.statuses or self.missing_scopes or self.selling_partner_ids) and self.renewal_due_within_days is None
 
 
 def reauth_selection_build(
@@ -101,33 +82,6 @@ def reauth_selection_build(
         renewal_due_within_days=renewal_due_within_days,
         selling_partner_ids=spids,
     )
-
-
-def _renewal_due_q(days: int, now: datetime) -> Q:
-    # Due within `days`, or already overdue (an expired authorization needs renewing most).
-    cutoff = now - timedelta(days=settings.SPCONNECT_RENEWAL_DAYS - days)
-    return Q(grant__status=Grant.Status.ACTIVE, grant__authorized_at__lte=cutoff)
-
-
-def reauth_candidates(*, selection: ReauthSelection, now: datetime | None = None) -> QuerySet[Seller]:
-    """Sellers matching every SQL-expressible filter. The missing-scope filter needs the grant's
-    JSON scope lists and is applied per chunk by `reauth_run` (JSON containment is not portable
-    to SQLite)."""
-    now = now or timezone.now()
-    qs = Seller.objects.filter(tenant=selection.tenant)
-    if selection.is_default:
-        return qs.filter(
-            Q(status__in=DEFAULT_STATUSES) | _renewal_due_q(settings.SPCONNECT_RENEWAL_WINDOW_DAYS, now)
-        )
-    if selection.statuses:
-        qs = qs.filter(status__in=selection.statuses)
-    if selection.renewal_due_within_days is not None:
-        qs = qs.filter(_renewal_due_q(selection.renewal_due_within_days, now))
-    if selection.selling_partner_ids:
-        qs = qs.filter(selling_partner_id__in=selection.selling_partner_ids)
-    if selection.missing_scopes:
-        qs = qs.filter(grant__isnull=False)  # a seller never connected has no scope to lack
-    return qs
 
 
 @dataclass
@@ -180,13 +134,9 @@ OPEN_LINK_FIELDS = ("id", "tenant_id", "seller_id", "purpose", "token", "expires
 
 
 def _open_links(seller_ids: list[int], now: datetime) -> dict[int, Invitation]:
-    """Each seller's newest unexpired, uncompleted link (as reauthorization_link_get_or_create)."""
+    """Each seller's open link (as reauthorization_link_get_or_create), in one query."""
     found: dict[int, Invitation] = {}
-    for invitation in (
-        Invitation.objects.filter(seller_id__in=seller_ids, expires_at__gt=now, completed_at__isnull=True)
-        .only(*OPEN_LINK_FIELDS)
-        .order_by("seller_id", "-expires_at")
-    ):
+    for invitation in seller_open_links(seller_ids=seller_ids, now=now).only(*OPEN_LINK_FIELDS):
         found.setdefault(invitation.seller_id, invitation)
     return found
 
@@ -311,7 +261,7 @@ def reauth_run(
     dry_run: bool = False,
     actor: str = "system",
     chunk_size: int = 500,
-    on_scanned=None,
+    on_scanned: Callable[[int], None] | None = None,
 ) -> Iterator[ReauthRow]:
     """Yield one ReauthRow per matching seller, creating and emailing links as it goes.
 
@@ -321,7 +271,7 @@ def reauth_run(
     """
     tenant = selection.tenant
     now = timezone.now()
-    required = required_scopes_by_tenant([tenant.pk]).get(tenant.pk, [])
+    required = required_scopes(tenant_id=tenant.pk)
     candidates = reauth_candidates(selection=selection, now=now).only(*SELLER_FIELDS).order_by("id")
     last_id = 0
     while True:
@@ -330,24 +280,12 @@ def reauth_run(
         if not chunk:
             return
         last_id = chunk[-1].id
-        ids = [s.id for s in chunk]
-        grants = {g.seller_id: g for g in Grant.objects.filter(seller_id__in=ids).only(*GRANT_FIELDS)}
-        matched: list[tuple[Seller, list[str]]] = []
-        for seller in chunk:
-            missing, keep = _missing(grant=grants.get(seller.id), required=required, selection=selection)
-            if keep:
-                matched.append((seller, missing))
-        open_links = _open_links([s.id for s, _ in matched], now) if matched else {}
-        without = [s for s, _ in matched if s.id not in open_links]
-        created: dict[int, Invitation] = {}
-        if without and not dry_run:
-            created, found = _build_links(without, has_grant=set(grants), actor=actor, now=now)
-            open_links.update(found)
-
+        matched, grants = _matching(chunk, required=required, selection=selection)
+        links, created = _links(matched, has_grant=set(grants), dry_run=dry_run, actor=actor, now=now)
         rows: list[ReauthRow] = []
         todo: list[tuple[Seller, Invitation, list[str]]] = []
         for seller, missing in matched:
-            invitation = open_links.get(seller.id) or created.get(seller.id)
+            invitation = links.get(seller.id)
             row = ReauthRow(
                 seller_id=seller.id,
                 name=seller.name,
@@ -355,27 +293,65 @@ def reauth_run(
                 status=seller.status,
                 missing_scopes=missing,
                 link=invitation.url if invitation is not None else "(new link)",
-                link_created=seller.id not in open_links,
+                link_created=seller.id in created or invitation is None,
             )
-            if send_email:
-                already = invitation is not None and invitation.last_emailed_at is not None
-                if not seller.email:
-                    row.note = "no email address"
-                elif already and not resend:
-                    row.note = "already emailed"
-                elif dry_run:
-                    row.would_email = True
-                else:
-                    todo.append((seller, invitation, missing))
+            if send_email and _email_wanted(row, seller=seller, invitation=invitation, resend=resend, dry_run=dry_run):
+                todo.append((seller, invitation, missing))
             rows.append(row)
         if todo:
-            notes = _send_emails(todo, tenant=tenant, resend=resend, actor=actor)
-            sent_ids = {s.id for s, _, _ in todo} - set(notes)
-            for row in rows:
-                if row.seller_id in sent_ids:
-                    row.emailed = True
-                elif row.seller_id in notes:
-                    row.note = notes[row.seller_id]
+            _email(rows, todo, tenant=tenant, resend=resend, actor=actor)
         if on_scanned is not None:
             on_scanned(len(chunk))
         yield from rows
+
+
+def _matching(
+    chunk: list[Seller], *, required: list[str], selection: ReauthSelection
+) -> tuple[list[tuple[Seller, list[str]]], dict[int, Grant]]:
+    """(the chunk's sellers the missing-scope filter keeps, with their missing required scopes;
+    the chunk's grants by seller id), one query, tokens never read."""
+    grants = {g.seller_id: g for g in Grant.objects.filter(seller_id__in=[s.id for s in chunk]).only(*GRANT_FIELDS)}
+    matched: list[tuple[Seller, list[str]]] = []
+    for seller in chunk:
+        missing, keep = _missing(grant=grants.get(seller.id), required=required, selection=selection)
+        if keep:
+            matched.append((seller, missing))
+    return matched, grants
+
+
+def _links(
+    matched: list[tuple[Seller, list[str]]], *, has_grant: set[int], dry_run: bool, actor: str, now: datetime
+) -> tuple[dict[int, Invitation], set[int]]:
+    """(each matched seller's link, the ids of sellers whose link this run created). In a dry
+    run a seller without an open link has none."""
+    links = _open_links([s.id for s, _ in matched], now) if matched else {}
+    without = [s for s, _ in matched if s.id not in links]
+    if not without or dry_run:
+        return links, set()
+    created, found = _build_links(without, has_grant=has_grant, actor=actor, now=now)
+    return {**links, **found, **created}, set(created)
+
+
+def _email_wanted(row: ReauthRow, *, seller: Seller, invitation: Invitation | None, resend: bool, dry_run: bool) -> bool:
+    """Whether to email this seller now; otherwise notes on `row` why not (or that a dry run would)."""
+    already = invitation is not None and invitation.last_emailed_at is not None
+    if not seller.email:
+        row.note = "no email address"
+    elif already and not resend:
+        row.note = "already emailed"
+    elif dry_run:
+        row.would_email = True
+    else:
+        return True
+    return False
+
+
+def _email(rows: list[ReauthRow], todo: list[tuple[Seller, Invitation, list[str]]], *, tenant: Tenant, resend: bool, actor: str) -> None:
+    """Send the chunk's emails and mark each row emailed, or note why not."""
+    notes = _send_emails(todo, tenant=tenant, resend=resend, actor=actor)
+    sent_ids = {s.id for s, _, _ in todo} - set(notes)
+    for row in rows:
+        if row.seller_id in sent_ids:
+            row.emailed = True
+        elif row.seller_id in notes:
+            row.note = notes[row.seller_id]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -12,11 +13,12 @@ from django.utils import timezone
 from sellers.amazon import TokenResponse
 from sellers.models import Event, Grant, Seller, Tenant
 from sellers.scopes import CATALOG
+from sellers.selectors import required_scopes
 
 from .events import event_record
 from .identity import AccountFingerprint
 from .notifications import notify_staff
-from .status import missing_required_scopes, required_scopes_for, seller_status_sync
+from .status import missing_required_scopes, seller_status_sync
 
 
 @dataclass
@@ -50,7 +52,7 @@ def grant_store_authorization(
     token: TokenResponse,
     selling_partner_id: str = "",
     mws_auth_token: str = "",
-    optional_scopes: list[str] | None = None,
+    requested_scopes: list[str] | None = None,
     actor: str = "seller",
     verification: str = "",
     fingerprint: AccountFingerprint | None = None,
@@ -59,6 +61,8 @@ def grant_store_authorization(
 
     The caller has already checked that `selling_partner_id` may be attached to this seller,
     and that the new tokens are of the same account as any grant they replace (`identity.py`).
+    `requested_scopes` are every scope the consent asked for; those the tenant does not
+    require, and the seller did not grant, are reported as `missing_optional`.
     `fingerprint` is what SP-API said about the new tokens' account, kept for later checks.
     """
     if not token.refresh_token:
@@ -71,7 +75,37 @@ def grant_store_authorization(
         seller.save(update_fields=["selling_partner_id", "updated_at"])
 
     scopes, confirmed = granted_scopes_from(tenant=tenant, token=token)
-    values = dict(
+    grant, reauthorized = _grant_replace(
+        seller=seller,
+        values=_grant_values(token=token, mws_auth_token=mws_auth_token, scopes=scopes, confirmed=confirmed, now=now),
+        fingerprint=fingerprint,
+        now=now,
+    )
+    required = required_scopes(tenant_id=tenant.pk)
+    missing_required = missing_required_scopes(grant=grant, required=required)
+    missing_optional = [s for s in (requested_scopes or []) if s not in required and s not in set(scopes)]
+    status = seller_status_sync(seller=seller, grant=grant, required=required, record=False)
+    _authorization_record(
+        seller=seller, tenant=tenant, scopes=scopes, confirmed=confirmed, missing_required=missing_required,
+        reauthorized=reauthorized, status=status, actor=actor, verification=verification,
+    )
+    return AuthorizationOutcome(
+        seller=seller,
+        grant=grant,
+        status=status,
+        granted_scopes=scopes,
+        missing_required=missing_required,
+        missing_optional=missing_optional,
+        scopes_confirmed=confirmed,
+        reauthorized=reauthorized,
+    )
+
+
+def _grant_values(
+    *, token: TokenResponse, mws_auth_token: str, scopes: list[str], confirmed: bool, now: datetime
+) -> dict[str, Any]:
+    """Every column a new authorization sets: new tokens, a fresh 365 days, no failure history."""
+    return dict(
         refresh_token=token.refresh_token,
         access_token=token.access_token,
         access_token_expires_at=now + timedelta(seconds=token.expires_in),
@@ -88,6 +122,12 @@ def grant_store_authorization(
         next_attempt_at=None,
         last_error="",
     )
+
+
+def _grant_replace(
+    *, seller: Seller, values: dict[str, Any], fingerprint: AccountFingerprint | None, now: datetime
+) -> tuple[Grant, bool]:
+    """(the seller's grant with `values`, whether it replaced an earlier one)."""
     # Unknown: forget the old account's fingerprint rather than let it describe new tokens.
     values.update(
         account_fingerprint=fingerprint.as_json() if fingerprint is not None else {},
@@ -95,22 +135,29 @@ def grant_store_authorization(
     )
     # Deferred: every token is replaced, so one that no longer decrypts must not stop that.
     grant = Grant.objects.defer("refresh_token", "access_token", "mws_auth_token").filter(seller=seller).first()
-    reauthorized = grant is not None
     if grant is None:
-        grant = Grant.objects.create(seller=seller, **values)
-    else:
-        for key, value in values.items():
-            setattr(grant, key, value)
-        grant.version = F("version") + 1
-        grant.save()
-        grant.refresh_from_db()
+        return Grant.objects.create(seller=seller, **values), False
+    for key, value in values.items():
+        setattr(grant, key, value)
+    grant.version = F("version") + 1
+    grant.save()
+    grant.refresh_from_db()
+    return grant, True
 
-    required = required_scopes_for(tenant.pk)
-    optional = [s for s in (optional_scopes or []) if s not in required]
-    missing_required = missing_required_scopes(grant=grant, required=required)
-    missing_optional = [s for s in optional if s not in set(scopes)]
-    status = seller_status_sync(seller=seller, grant=grant, required=required, record=False)
 
+def _authorization_record(
+    *,
+    seller: Seller,
+    tenant: Tenant,
+    scopes: list[str],
+    confirmed: bool,
+    missing_required: list[str],
+    reauthorized: bool,
+    status: str,
+    actor: str,
+    verification: str,
+) -> None:
+    """The history event of a stored authorization; staff are told when it is partial."""
     if missing_required:
         kind, detail = Event.Kind.PARTIALLY_GRANTED, "Missing required: " + ", ".join(missing_required)
     elif reauthorized:
@@ -141,16 +188,6 @@ def grant_store_authorization(
             body=f"{seller.name} authorized the app without: {', '.join(missing_required)}. Calls needing them will be refused.",
             event=event,
         )
-    return AuthorizationOutcome(
-        seller=seller,
-        grant=grant,
-        status=status,
-        granted_scopes=scopes,
-        missing_required=missing_required,
-        missing_optional=missing_optional,
-        scopes_confirmed=confirmed,
-        reauthorized=reauthorized,
-    )
 
 
 @transaction.atomic

@@ -138,6 +138,7 @@ def fingerprints_compare(
 
 def grant_reference_fingerprint(*, grant: Grant, region: str) -> AccountFingerprint | None:
     """The account behind `grant`: asked live while its tokens work, else as last recorded."""
+    # Imported when called: the token services import `grants`, which imports this module.
     from .tokens import TokenError, grant_access_token
 
     if grant.status == Grant.Status.ACTIVE:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta
@@ -14,15 +13,13 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from sellers.hashing import token_hash
 from sellers.models import Event, Invitation, Region, Seller, Tenant
+from sellers.selectors import seller_open_links
 
 from .events import event_record
 
 logger = logging.getLogger(__name__)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _new_invitation(*, seller: Seller, purpose: str, created_by: str, ttl_days: int | None) -> Invitation:
@@ -64,12 +61,7 @@ def reauthorization_link_get_or_create(
     *, seller: Seller, actor: str = "system", ttl_days: int | None = None
 ) -> tuple[Invitation, bool]:
     """The seller's newest unexpired link, or a new re-authorization link. Returns (link, created)."""
-    now = timezone.now()
-    current = (
-        Invitation.objects.filter(seller=seller, expires_at__gt=now, completed_at__isnull=True)
-        .order_by("-expires_at")
-        .first()
-    )
+    current = seller_open_links(seller_ids=[seller.pk]).first()
     if current is not None:
         return current, False
     purpose = Invitation.Purpose.REAUTHORIZATION if hasattr(seller, "grant") else Invitation.Purpose.ONBOARDING

@@ -1,10 +1,12 @@
 """Yearly renewals: Amazon makes every seller consent again 365 days after authorizing.
 
-* `renewals_due` — sellers whose renewal falls within SPCONNECT_RENEWAL_WINDOW_DAYS;
 * `renewals_expire` — the sweep: a status is stored, so sellers whose authorization crossed 365
   days are re-synced to `expired`, each with an EXPIRED event;
 * `renewal_digest_send` — one email a day to each tenant's staff listing renewals due, expired,
   partial and revoked sellers; nothing is sent when there is nothing to say.
+
+Which sellers are due or past their renewal is asked of `sellers.selectors` (`renewals_due`,
+`sellers_to_expire`), where the 365-day rule lives.
 
 `renewals_expire_task` and `renewal_digests_task` are the django-q2 entry points
 (sellers/schedules.py); both are safe to run twice.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -25,35 +27,16 @@ from django.utils import timezone
 
 from sellers.models import Event, Grant, Seller, Tenant
 from sellers.scopes import short_name
+from sellers.selectors import renewals_due, required_scopes, required_scopes_by_tenant, sellers_to_expire
 
-from .events import event_record
-from .exports import required_scopes_by_tenant
 from .notifications import notify_staff
 from .requirements import STATUS_GRANT_FIELDS
-from .status import seller_status_sync
+from .status import seller_status_transition
 
 # Sellers listed per section of the digest; the rest are counted ("and 120 more").
 DIGEST_LIST_LIMIT = 25
 # The digest is daily; the guard outlives a day so a task redelivered late does not resend.
 DIGEST_GUARD_SECONDS = 36 * 3600
-
-
-def _oldest_valid(now: datetime) -> datetime:
-    """Authorizations given at or before this instant are 365 days old: expired."""
-    return now - timedelta(days=settings.SPCONNECT_RENEWAL_DAYS)
-
-
-def renewals_due(*, tenant: Tenant, now: datetime | None = None, window_days: int | None = None) -> QuerySet[Seller]:
-    """The tenant's sellers with an active grant whose renewal is due within the window, not yet expired."""
-    now = now or timezone.now()
-    days = settings.SPCONNECT_RENEWAL_WINDOW_DAYS if window_days is None else window_days
-    oldest = _oldest_valid(now)
-    return Seller.objects.filter(
-        tenant=tenant,
-        grant__status=Grant.Status.ACTIVE,
-        grant__authorized_at__gt=oldest,
-        grant__authorized_at__lte=oldest + timedelta(days=days),
-    )
 
 
 def renewals_expire(*, now: datetime | None = None, tenant: Tenant | None = None, chunk_size: int = 1000) -> int:
@@ -63,9 +46,7 @@ def renewals_expire(*, now: datetime | None = None, tenant: Tenant | None = None
     EXPIRED event. Running it twice changes nothing the second time.
     """
     now = now or timezone.now()
-    candidates = Seller.objects.filter(
-        grant__status=Grant.Status.ACTIVE, grant__authorized_at__lte=_oldest_valid(now)
-    ).exclude(status__in=[Seller.Status.EXPIRED, Seller.Status.REVOKED])
+    candidates = sellers_to_expire(now=now)
     if tenant is not None:
         candidates = candidates.filter(tenant=tenant)
     moved = 0
@@ -78,24 +59,22 @@ def renewals_expire(*, now: datetime | None = None, tenant: Tenant | None = None
         last_id = chunk[-1].id
         missing_tenants = {s.tenant_id for s in chunk} - set(required_cache)
         if missing_tenants:
-            found = required_scopes_by_tenant(missing_tenants)
+            found = required_scopes_by_tenant(tenant_ids=missing_tenants)
             required_cache.update({tid: found.get(tid, []) for tid in missing_tenants})
         grants = {g.seller_id: g for g in Grant.objects.filter(seller_id__in=[s.id for s in chunk]).only(*STATUS_GRANT_FIELDS)}
         for seller in chunk:
             grant = grants[seller.id]
             with transaction.atomic():
-                old = seller.status
-                new = seller_status_sync(seller=seller, grant=grant, required=required_cache[seller.tenant_id], record=False)
-                if new == old:
-                    continue
-                moved += 1
-                event_record(
+                moved += seller_status_transition(
                     seller=seller,
+                    grant=grant,
+                    required=required_cache[seller.tenant_id],
                     kind=Event.Kind.EXPIRED,
                     detail=f"The authorization given on {grant.authorized_at:%Y-%m-%d} is {settings.SPCONNECT_RENEWAL_DAYS} days old; "
                     "Amazon requires the seller to authorize again.",
-                    data={"from": old, "to": new, "authorized_at": grant.authorized_at.isoformat()},
-                )
+                    data={"authorized_at": grant.authorized_at.isoformat()},
+                    only_when_moved=True,
+                ).moved
 
 
 @dataclass
@@ -126,46 +105,51 @@ class RenewalDigest:
         return "Renewals and re-authorizations: " + ", ".join(parts)
 
 
-def _label(name: str, spid: str) -> str:
-    return f"{name} ({spid or 'not connected'})"
+def _label(seller: Seller) -> str:
+    return f"{seller.name} ({seller.selling_partner_id or 'not connected'})"
+
+
+def _listed(sellers: QuerySet[Seller], *grant_fields: str) -> list[tuple[Seller, Grant]]:
+    """The first DIGEST_LIST_LIMIT sellers with their grant, in one query; never a token column."""
+    rows = sellers.select_related("grant").only("name", "selling_partner_id", *(f"grant__{f}" for f in grant_fields))
+    # A seller listed as expired, partial or revoked has a grant; a status stored before its
+    # grant went away would still be listed, with an empty one.
+    return [(seller, getattr(seller, "grant", None) or Grant()) for seller in rows[:DIGEST_LIST_LIMIT]]
+
+
+def _due_line(seller: Seller, grant: Grant, now: datetime) -> str:
+    days = max(0, math.ceil((grant.renewal_due_at - now).total_seconds() / 86400))
+    return f"{_label(seller)}: due {grant.renewal_due_at:%Y-%m-%d} (in {days} day{'s' if days != 1 else ''})"
+
+
+def _missing_line(seller: Seller, grant: Grant, required: list[str]) -> str:
+    missing = [short_name(s) for s in required if s not in set(grant.effective_scopes)]
+    return f"{_label(seller)}: missing {', '.join(missing) or 'a required scope'}"
 
 
 def renewal_digest_build(*, tenant: Tenant, now: datetime | None = None) -> RenewalDigest:
-    """What a tenant's staff should know today. Grant columns are read with values(): no token."""
+    """What a tenant's staff should know today. Grant columns are read with only(): no token."""
     now = now or timezone.now()
     window = settings.SPCONNECT_RENEWAL_WINDOW_DAYS
-    renewal = timedelta(days=settings.SPCONNECT_RENEWAL_DAYS)
-    limit = DIGEST_LIST_LIMIT
     sellers = Seller.objects.filter(tenant=tenant).order_by("name", "id")
-    required = required_scopes_by_tenant([tenant.pk]).get(tenant.pk, [])
+    required = required_scopes(tenant_id=tenant.pk)
 
     due_qs = renewals_due(tenant=tenant, now=now).order_by("grant__authorized_at", "id")
-    due_rows = []
-    for name, spid, authorized_at in due_qs.values_list("name", "selling_partner_id", "grant__authorized_at")[:limit]:
-        due_at = authorized_at + renewal
-        days = max(0, math.ceil((due_at - now).total_seconds() / 86400))
-        due_rows.append(f"{_label(name, spid)}: due {due_at:%Y-%m-%d} (in {days} day{'s' if days != 1 else ''})")
-
+    due_rows = [_due_line(seller, grant, now) for seller, grant in _listed(due_qs, "authorized_at")]
     expired_qs = sellers.filter(status=Seller.Status.EXPIRED)
     expired_rows = [
-        f"{_label(name, spid)}: authorized {authorized_at:%Y-%m-%d}, expired {authorized_at + renewal:%Y-%m-%d}"
-        for name, spid, authorized_at in expired_qs.values_list("name", "selling_partner_id", "grant__authorized_at")[:limit]
+        f"{_label(seller)}: authorized {grant.authorized_at:%Y-%m-%d}, expired {grant.renewal_due_at:%Y-%m-%d}"
+        for seller, grant in _listed(expired_qs, "authorized_at")
     ]
-
     partial_qs = sellers.filter(status=Seller.Status.PARTIAL)
-    partial_rows = []
-    for name, spid, granted, refused in partial_qs.values_list(
-        "name", "selling_partner_id", "grant__granted_scopes", "grant__refused_scopes"
-    )[:limit]:
-        have = set(granted or []) - set(refused or [])
-        missing = [short_name(s) for s in required if s not in have]
-        partial_rows.append(f"{_label(name, spid)}: missing {', '.join(missing) or 'a required scope'}")
-
+    partial_rows = [
+        _missing_line(seller, grant, required) for seller, grant in _listed(partial_qs, "granted_scopes", "refused_scopes")
+    ]
     revoked_qs = sellers.filter(status=Seller.Status.REVOKED)
-    revoked_rows = []
-    for name, spid, revoked_at in revoked_qs.values_list("name", "selling_partner_id", "grant__revoked_at")[:limit]:
-        revoked_rows.append(f"{_label(name, spid)}" + (f": revoked {revoked_at:%Y-%m-%d}" if revoked_at else ""))
-
+    revoked_rows = [
+        _label(seller) + (f": revoked {grant.revoked_at:%Y-%m-%d}" if grant.revoked_at else "")
+        for seller, grant in _listed(revoked_qs, "revoked_at")
+    ]
     return RenewalDigest(
         tenant=tenant,
         window_days=window,

@@ -9,9 +9,10 @@ from __future__ import annotations
 from django.db import transaction
 
 from sellers.models import Event, Grant, Seller, Tenant
+from sellers.selectors import required_scopes
 
 from .events import event_record
-from .status import required_scopes_for, seller_status_sync
+from .status import seller_status_sync
 
 # Grant columns the status needs; tokens are never read (no decryption, nothing to leak).
 STATUS_GRANT_FIELDS = ("id", "seller_id", "status", "authorized_at", "failing_since", "granted_scopes", "refused_scopes")
@@ -27,7 +28,7 @@ def tenant_requirements_changed(
     status does not move costs no query; each one that moves gets its own STATUS_CHANGED event.
     One REQUIREMENTS_CHANGED event on the tenant says what changed and how many sellers moved.
     """
-    required = required_scopes_for(tenant.pk)
+    required = required_scopes(tenant_id=tenant.pk)
     changed = 0
     became: dict[str, int] = {}
     seller_ids = list(

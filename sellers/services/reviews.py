@@ -240,7 +240,7 @@ def _approve(review: IdentityReview, *, actor: str, now: datetime) -> Authorizat
         token=token,
         selling_partner_id=review.selling_partner_id,
         mws_auth_token=mws_auth_token,
-        optional_scopes=review.requested_scopes,
+        requested_scopes=review.requested_scopes,
         actor=actor,
         verification=f"approved by {actor} after an identity review.",
         fingerprint=fingerprint,

@@ -2,19 +2,24 @@
 
 Stored on the seller (so lists and filters are one indexed query) and recomputed by
 `seller_status_sync` whenever one of its inputs changes; the renewal sweep recomputes sellers
-whose authorization crossed 365 days.
+whose authorization crossed 365 days. `seller_status_transition` is the same recomputation
+when something else happened to the seller: one event says what and how the status moved, and
+staff are told.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
 
-from django.conf import settings
 from django.utils import timezone
 
-from sellers.models import Event, Grant, ScopeRequirement, Seller
+from sellers.models import Event, Grant, Seller
+from sellers.selectors import required_scopes
 
 from .events import event_record
+from .notifications import notify_staff
 
 
 def missing_required_scopes(*, grant: Grant | None, required: list[str]) -> list[str]:
@@ -31,24 +36,13 @@ def seller_status_compute(
         return Seller.Status.PENDING
     if grant.status == Grant.Status.REVOKED:
         return Seller.Status.REVOKED
-    if grant.authorized_at + timedelta(days=settings.SPCONNECT_RENEWAL_DAYS) <= now:
+    if grant.renewal_due_at <= now:
         return Seller.Status.EXPIRED
     if grant.failing_since is not None:
         return Seller.Status.FAILING
     if missing_required_scopes(grant=grant, required=required):
         return Seller.Status.PARTIAL
     return Seller.Status.ACTIVE
-
-
-def required_scopes_for(tenant_id: int) -> list[str]:
-    from sellers.scopes import CATALOG
-
-    wanted = set(
-        ScopeRequirement.objects.filter(tenant_id=tenant_id, kind=ScopeRequirement.Kind.REQUIRED).values_list(
-            "scope", flat=True
-        )
-    )
-    return [s for s in CATALOG if s in wanted]
 
 
 def seller_status_sync(
@@ -69,7 +63,7 @@ def seller_status_sync(
         # (marking it revoked is the way out when its key is lost).
         grant = Grant.objects.filter(seller=seller).defer("refresh_token", "access_token", "mws_auth_token").first()
     if required is None:
-        required = required_scopes_for(seller.tenant_id)
+        required = required_scopes(tenant_id=seller.tenant_id)
     new = seller_status_compute(grant=grant, required=required)
     old = seller.status
     if new != old:
@@ -84,3 +78,49 @@ def seller_status_sync(
                 actor=actor,
             )
     return new
+
+
+@dataclass(frozen=True)
+class StatusTransition:
+    """What `seller_status_transition` did: the status before and after, and the event if one
+    was recorded."""
+
+    old: str
+    new: str
+    event: Event | None
+
+    @property
+    def moved(self) -> bool:
+        return self.new != self.old
+
+
+def seller_status_transition(
+    *,
+    seller: Seller,
+    grant: Grant | None,
+    kind: str,
+    detail: str,
+    data: dict[str, Any] | None = None,
+    actor: str = "system",
+    required: list[str] | None = None,
+    notice: Callable[[str], tuple[str, str]] | None = None,
+    only_when_moved: bool = False,
+) -> StatusTransition:
+    """Re-derive the seller's status after something happened to it, and say so once.
+
+    The status is synced quietly (no STATUS_CHANGED event); instead one `kind` event records
+    what happened with `{"from": old, "to": new}` added to `data`. `notice(new status)` gives
+    the (subject, body) of the email to the tenant's staff, if they must be told.
+    `only_when_moved`: nothing is recorded or sent when the status stayed the same.
+    """
+    old = seller.status
+    new = seller_status_sync(seller=seller, grant=grant, required=required, record=False)
+    if only_when_moved and new == old:
+        return StatusTransition(old, new, None)
+    event = event_record(
+        seller=seller, kind=kind, detail=detail, data={**(data or {}), "from": old, "to": new}, actor=actor
+    )
+    if notice is not None:
+        subject, body = notice(new)
+        notify_staff(tenant=seller.tenant, subject=subject, body=body, event=event)
+    return StatusTransition(old, new, event)

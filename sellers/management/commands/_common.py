@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 
 from sellers.models import Tenant
 
@@ -19,7 +19,8 @@ def tenant_by_slug(slug: str) -> Tenant:
 
 
 class Progress:
-    """A one-line progress bar on a terminal (stderr); silent when not a terminal."""
+    """A one-line progress bar on a terminal (a command's `self.stderr`, or sys.stderr); silent
+    when not a terminal."""
 
     def __init__(self, total: int, label: str = "", stream=None, width: int = 30):
         self.total, self.label, self.width = total, label, width
@@ -36,12 +37,16 @@ class Progress:
             self._last = now
             filled = int(self.width * self.done / self.total)
             rate = self.done / max(now - self._start, 1e-6)
-            self.stream.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} ({rate:,.0f}/s)"
-            )
-            self.stream.flush()
+            self._write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} ({rate:,.0f}/s)")
 
     def close(self) -> None:
         if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        if isinstance(self.stream, OutputWrapper):
+            # A command's stderr would end every write with a newline and colour it as an error.
+            self.stream.write(text, style_func=str, ending="")
+        else:
+            self.stream.write(text)
+        self.stream.flush()

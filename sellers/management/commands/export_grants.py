@@ -2,8 +2,9 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from sellers.csv_safety import SafeDictWriter
 from sellers.models import Seller
-from sellers.services.exports import FIELDS, SafeDictWriter, seller_records
+from sellers.services.exports import FIELDS, seller_records
 
 from ._common import tenant_by_slug
 

@@ -1,17 +1,11 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sellers.services.exports import SafeCsvWriter
+from sellers.csv_safety import SafeCsvWriter
 from sellers.models import Seller
 from sellers.scopes import CATALOG
-from sellers.services.campaigns import (
-    DEFAULT_STATUSES,
-    ReauthSummary,
-    SelectionError,
-    reauth_candidates,
-    reauth_run,
-    reauth_selection_build,
-)
+from sellers.selectors import DEFAULT_STATUSES, reauth_candidates
+from sellers.services.campaigns import ReauthSummary, SelectionError, reauth_run, reauth_selection_build
 
 from ._common import Progress, tenant_by_slug
 
@@ -114,7 +108,7 @@ class Command(BaseCommand):
         if out_file is not None:
             writer = SafeCsvWriter(out_file)
             writer.writerow(CSV_COLUMNS)
-        progress = Progress(reauth_candidates(selection=selection).count(), "reauth", stream=self.stderr._out)
+        progress = Progress(reauth_candidates(selection=selection).count(), "reauth", stream=self.stderr)
         rows = reauth_run(
             selection=selection,
             send_email=options["send_email"],

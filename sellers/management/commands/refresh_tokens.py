@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from sellers.models import Grant
-from sellers.services.tokens import RefreshOutcome, grants_due, grants_refresh
+from sellers.selectors import grants_due
+from sellers.services.tokens import RefreshOutcome, grants_refresh
 
 from ._common import Progress, tenant_by_slug
 
@@ -46,7 +47,7 @@ class Command(BaseCommand):
             self.stdout.write(f"No {what} grants in {scope}.")
             return
 
-        progress = Progress(len(ids), label="Refreshing", stream=self.stderr._out)
+        progress = Progress(len(ids), label="Refreshing", stream=self.stderr)
         problems: list[str] = []
 
         def on_result(grant_id, result):

@@ -28,7 +28,7 @@ class Command(BaseCommand):
                 "FIELD_ENCRYPTION_KEY holds one key: nothing to rotate from. Values are only checked. "
                 'To rotate, set FIELD_ENCRYPTION_KEY="NEW,OLD".'
             )
-        progress = Progress(encrypted_rows_count(), "Re-encrypting", stream=self.stderr._out)
+        progress = Progress(encrypted_rows_count(), "Re-encrypting", stream=self.stderr)
         try:
             report = encryption_key_rotate(
                 batch_size=options["batch_size"],
