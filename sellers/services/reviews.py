@@ -32,6 +32,8 @@ from .status import seller_status_sync
 logger = logging.getLogger(__name__)
 
 REVIEW_TTL = timedelta(days=7)
+# The held authorization: encrypted, read only on approval, blanked on every decision.
+HELD_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
 
 
 class ReviewClosed(Exception):
@@ -95,19 +97,7 @@ def identity_review_open(
     ).only("pk", "new_fingerprint", "public_id", "reason")
     existing = next((r for r in open_same if r.new_fingerprint == new_json), None)
     if existing is not None:
-        IdentityReview.objects.filter(pk=existing.pk).update(**{k: v for k, v in held.items() if k not in ("refresh_token", "access_token", "mws_auth_token")})
-        # Encrypted fields are assigned and saved one by one: update() would store them in clear.
-        review = IdentityReview.objects.defer(*HELD_FIELDS).get(pk=existing.pk)
-        review.refresh_token, review.access_token, review.mws_auth_token = held["refresh_token"], held["access_token"], held["mws_auth_token"]
-        review.save(update_fields=list(HELD_FIELDS))
-        event_record(
-            seller=seller,
-            kind=Event.Kind.IDENTITY_REVIEW_OPENED,
-            detail=f"Another authorization for {selling_partner_id} of the same account replaced the one held for review.",
-            data={"review": str(existing.public_id), "reason": existing.reason, "selling_partner_id": selling_partner_id},
-            actor="seller",
-        )
-        return review
+        return _held_replace(existing, held=held, seller=seller, selling_partner_id=selling_partner_id)
     review = IdentityReview.objects.create(
         tenant_id=seller.tenant_id,
         seller=seller,
@@ -122,26 +112,49 @@ def identity_review_open(
         expires_at=now + REVIEW_TTL,
         **held,
     )
-    data = {"review": str(review.public_id), "reason": review.reason, "selling_partner_id": selling_partner_id}
-    detail = f"A new authorization for {selling_partner_id or 'this seller'} waits for staff: {review.get_reason_display().lower()}. {check.detail}"
+    _review_announce(review, check=check)
+    return review
+
+
+@sensitive_variables("held")
+def _held_replace(existing: IdentityReview, *, held: dict, seller: Seller, selling_partner_id: str) -> IdentityReview:
+    """The same account tried again: its newest tokens replace the held ones, nobody is told twice."""
+    plain = {k: v for k, v in held.items() if k not in HELD_FIELDS}
+    IdentityReview.objects.filter(pk=existing.pk).update(**plain)
+    # Encrypted fields are assigned and saved through the model: update() would store them in clear.
+    review = IdentityReview.objects.defer(*HELD_FIELDS).get(pk=existing.pk)
+    for name in HELD_FIELDS:
+        setattr(review, name, held[name])
+    review.save(update_fields=list(HELD_FIELDS))
+    event_record(
+        seller=seller,
+        kind=Event.Kind.IDENTITY_REVIEW_OPENED,
+        detail=f"Another authorization for {selling_partner_id} of the same account replaced the one held for review.",
+        data={"review": str(existing.public_id), "reason": existing.reason, "selling_partner_id": selling_partner_id},
+        actor="seller",
+    )
+    return review
+
+
+def _review_announce(review: IdentityReview, *, check: AccountCheck) -> None:
+    """History on the seller (and the holder), an email to staff and the tenant's webhook."""
+    seller, spid = review.seller, review.selling_partner_id
+    data = {"review": str(review.public_id), "reason": review.reason, "selling_partner_id": spid}
+    detail = f"A new authorization for {spid or 'this seller'} waits for staff: {review.get_reason_display().lower()}. {check.detail}"
     event = event_record(seller=seller, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
-    if holder is not None:
-        event_record(seller=holder, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
+    if review.holder is not None:
+        event_record(seller=review.holder, kind=Event.Kind.IDENTITY_REVIEW_OPENED, detail=detail, data=data, actor="seller")
     notify_staff(
         tenant=seller.tenant,
         subject=f"Confirm the Amazon account of {seller.name}",
         body=(
-            f"Someone authorized the app for {selling_partner_id or seller.name} from {seller.name}'s "
-            f"{'link' if invitation is not None else 'Seller Central'}, but spconnect could not confirm it is the same "
+            f"Someone authorized the app for {spid or seller.name} from {seller.name}'s "
+            f"{'link' if review.invitation_id else 'Seller Central'}, but spconnect could not confirm it is the same "
             f"Amazon account ({check.detail}). The new authorization is held, unused. Compare both accounts and "
             f"approve or reject it within {REVIEW_TTL.days} days: {review_admin_url(review)}"
         ),
         event=event,
     )
-    return review
-
-
-HELD_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
 
 
 def _close(review: IdentityReview, *, status: str, actor: str, now: datetime) -> None:
