@@ -305,6 +305,8 @@ class Event(models.Model):
         IDENTITY_REVIEW_REJECTED = "identity_review_rejected", "Identity review rejected"
         IDENTITY_REVIEW_EXPIRED = "identity_review_expired", "Identity review expired"
         ACCOUNT_RELEASED = "account_released", "Amazon account released"
+        API_KEY_CREATED = "api_key_created", "API key created"
+        API_KEY_REVOKED = "api_key_revoked", "API key revoked"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
     seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="events", null=True, blank=True)
