@@ -11,13 +11,14 @@ PYTEST_ARGS ?=
 help: ## List the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e ./clients/python
 	@touch $@
 
-install: $(VENV)/.installed ## Create .venv and install spconnect with its test tools
+install: $(VENV)/.installed ## Create .venv and install spconnect, its Python client (clients/python) and its test tools
 
 .env:
 	$(PYTHON) bin/write_env.py .env

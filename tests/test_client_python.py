@@ -1,0 +1,347 @@
+"""spconnect_client (clients/python): the Python client of the agency API.
+
+The first part drives the client against a stub transport (pages, error mapping, retries, the
+token cache and its locking, which a live server cannot make deterministic); the second part
+runs it against the real API on a live server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+import spconnect_client
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+from spconnect_client import (
+    AccessToken,
+    ApiError,
+    AppCredentialsRejected,
+    Client,
+    GrantlessNotAvailable,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ReauthorizationRequired,
+    SpconnectError,
+    TokenCache,
+    TokenUnavailable,
+    TransportError,
+    Unauthorized,
+    sp_api_auth,
+)
+
+BASE = "https://spconnect.test"
+CONNECTION = {
+    "id": "3f0c2a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "name": "Seller One", "selling_partner_id": "A1SELLER", "region": "na",
+    "status": "active", "granted_scopes": ["sellingpartnerapi::orders"], "missing_scopes": [], "scopes_confirmed": True,
+    "authorized_at": "2025-01-02T03:04:05Z", "renewal_due_at": "2026-01-02T03:04:05+00:00",
+    "access_token_expires_at": None, "last_refreshed_at": None, "created_at": "2025-01-01T00:00:00.123456Z",
+}
+
+
+class Stub(BaseAdapter):
+    """A stand-in for spconnect: `handler(request) -> (status, body, headers)`; records requests."""
+
+    def __init__(self, handler):
+        super().__init__()
+        self.handler = handler
+        self.requests: list[requests.PreparedRequest] = []
+        self._lock = threading.Lock()
+
+    def send(self, request, **kwargs):
+        with self._lock:
+            self.requests.append(request)
+        answer = self.handler(request)
+        if isinstance(answer, Exception):
+            raise answer
+        status, body, headers = answer
+        response = requests.Response()
+        response.status_code = status
+        response._content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response.headers = CaseInsensitiveDict({"Content-Type": "application/json", **headers})
+        response.url = request.url
+        response.request = request
+        return response
+
+    def close(self):
+        pass
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(r.body) if r.body else {} for r in self.requests]
+
+
+def stub_client(handler, **kwargs) -> tuple[Client, Stub]:
+    stub = Stub(handler)
+    session = requests.Session()
+    session.mount(BASE, stub)
+    return Client(base_url=BASE, api_key="spk_test_secret", session=session, **kwargs), stub
+
+
+def token_answer(token: str = "Atza|one", expires_in: int = 3600) -> tuple[int, dict, dict]:
+    expires_at = datetime.now(UTC) + timedelta(seconds=expires_in)
+    return 200, {"access_token": token, "token_type": "bearer", "expires_at": expires_at.isoformat(),
+                 "expires_in": expires_in, "region": "na", "endpoint": "https://sellingpartnerapi-na.amazon.com",
+                 "selling_partner_id": "A1SELLER"}, {}
+
+
+# --- Client: requests and answers ----------------------------------------------------------------
+
+
+def test_list_connections_follows_cursors_until_null_and_sends_filters():
+    def handler(request):
+        cursor = parse_qs(urlparse(request.url).query).get("cursor", [None])[0]
+        if cursor is None:
+            return 200, {"data": [CONNECTION, {**CONNECTION, "id": "second"}], "next_cursor": "c1"}, {}
+        return 200, {"data": [{**CONNECTION, "id": "third", "future_field": 1}], "next_cursor": None}, {}
+
+    client, stub = stub_client(handler)
+    connections = list(client.list_connections(status="active", region="na", q="One", limit=2))
+
+    assert [c.id for c in connections] == [CONNECTION["id"], "second", "third"]
+    first, second = (parse_qs(urlparse(r.url).query) for r in stub.requests)
+    assert urlparse(stub.requests[0].url).path == "/api/v1/connections"
+    assert first == {"status": ["active"], "region": ["na"], "q": ["One"], "limit": ["2"]}
+    assert second == {**first, "cursor": ["c1"]}
+    assert all(r.headers["Authorization"] == "Bearer spk_test_secret" for r in stub.requests)
+    c = connections[0]
+    assert c.authorized_at == datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert c.created_at.microsecond == 123456 and c.access_token_expires_at is None
+    assert c.granted_scopes == ["sellingpartnerapi::orders"] and c.scopes_confirmed is True
+    assert connections[2].extra == {"future_field": 1}
+
+
+def test_base_url_may_be_the_site_or_the_api_root_and_ids_stay_one_segment():
+    client, stub = stub_client(lambda r: (200, CONNECTION, {}))
+    assert Client(base_url=BASE + "/api/v1/", api_key="k").base_url == BASE + "/api/v1"
+    client.get_connection("../keys?x=1")
+    assert urlparse(stub.requests[0].url).path == "/api/v1/connections/..%2Fkeys%3Fx%3D1"
+
+
+def test_access_token_posts_its_options_and_keeps_the_token_out_of_repr():
+    client, stub = stub_client(lambda r: token_answer("Atza|secret-value"))
+    token = client.get_access_token("c1", min_ttl_seconds=600, force_refresh=True)
+    assert isinstance(token, AccessToken) and token.access_token == "Atza|secret-value"
+    assert token.expires_in == 3600 and token.region == "na" and token.selling_partner_id == "A1SELLER"
+    assert stub.requests[0].method == "POST" and urlparse(stub.requests[0].url).path == "/api/v1/connections/c1/access-token"
+    assert stub.bodies() == [{"min_ttl_seconds": 600, "force_refresh": True}]
+    assert "secret-value" not in repr(token) and "spk_test_secret" not in repr(client)
+    client.get_access_token("c1")
+    assert stub.bodies()[1] == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "headers", "cls", "attrs"),
+    [
+        (400, {"code": "invalid_request", "message": "Bad region.", "field": "region"}, {}, InvalidRequest, {"field": "region"}),
+        (401, {"code": "unauthorized", "message": "Unknown key."}, {"WWW-Authenticate": "Bearer"}, Unauthorized, {}),
+        (403, {"code": "permission_denied", "message": "Needs tokens:read."}, {}, PermissionDenied, {}),
+        (404, {"code": "not_found", "message": "No such connection."}, {}, NotFound, {}),
+        (409, {"code": "reauthorization_required", "message": "Revoked.", "reauthorization_url": "https://x/connect/t/"},
+         {}, ReauthorizationRequired, {"reauthorization_url": "https://x/connect/t/"}),
+        (429, {"code": "rate_limited", "message": "Slow down."}, {"Retry-After": "7"}, RateLimited, {"retry_after": 7.0}),
+        (502, {"code": "app_credentials_rejected", "message": "Client secret refused."}, {}, AppCredentialsRejected, {}),
+        (503, {"code": "token_unavailable", "message": "LWA is failing."}, {"Retry-After": "30"}, TokenUnavailable,
+         {"retry_after": 30.0}),
+    ],
+)
+def test_error_codes_raise_their_own_exception(status, error, headers, cls, attrs):
+    client, _ = stub_client(lambda r: (status, {"error": error}, headers))
+    with pytest.raises(cls) as caught:
+        client.get_access_token("c1")
+    exc = caught.value
+    assert isinstance(exc, ApiError) and isinstance(exc, SpconnectError)
+    assert (exc.code, exc.message, exc.status) == (error["code"], error["message"], status)
+    for name, value in attrs.items():
+        assert getattr(exc, name) == value
+    assert exc.code in str(exc)
+
+
+def test_retry_after_as_an_http_date():
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    client, _ = stub_client(lambda r: (503, {"error": {"code": "token_unavailable", "message": "later"}}, {"Retry-After": when}))
+    with pytest.raises(TokenUnavailable) as caught:
+        client.get_access_token("c1")
+    assert 100 < caught.value.retry_after <= 120
+
+
+def test_an_unknown_code_keeps_its_status_class_and_a_foreign_error_page_is_not_an_api_error_code():
+    client, _ = stub_client(lambda r: (404, {"error": {"code": "connection_archived", "message": "Gone."}}, {}))
+    with pytest.raises(NotFound) as caught:
+        client.get_connection("c1")
+    assert caught.value.code == "connection_archived"
+
+    client, _ = stub_client(lambda r: (502, b"<html>Bad gateway</html>", {"Content-Type": "text/html"}))
+    with pytest.raises(ApiError) as caught:
+        client.get_connection("c1")
+    assert type(caught.value) is ApiError and caught.value.code == "http_502" and caught.value.status == 502
+
+    client, _ = stub_client(lambda r: (200, b"<html>not the API</html>", {"Content-Type": "text/html"}))
+    with pytest.raises(TransportError):
+        client.get_connection("c1")
+
+
+def test_create_invitation_retries_a_lost_request_with_the_same_idempotency_key():
+    answers = [requests.ConnectionError("reset"), (201, {"connection": CONNECTION, "url": "https://x/connect/abc/",
+                                                        "expires_at": "2025-01-08T00:00:00Z"}, {})]
+    client, stub = stub_client(lambda r: answers.pop(0))
+    client_sleep = []
+    import spconnect_client.client as module
+
+    original = module.time.sleep
+    module.time.sleep = client_sleep.append
+    try:
+        invitation = client.create_invitation(name="Seller One", email="s@example.com", region="eu", days=3)
+    finally:
+        module.time.sleep = original
+    assert invitation.url == "https://x/connect/abc/" and invitation.connection.id == CONNECTION["id"]
+    keys = [r.headers["Idempotency-Key"] for r in stub.requests]
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0]) >= 32
+    assert stub.bodies()[0] == {"name": "Seller One", "email": "s@example.com", "region": "eu", "days": 3}
+
+    client, stub = stub_client(lambda r: (201, {"connection": CONNECTION, "url": "u", "expires_at": None}, {}))
+    client.create_invitation(name="Seller Two", idempotency_key="order-sync-42")
+    client.create_invitation(name="Seller Two")
+    assert stub.requests[0].headers["Idempotency-Key"] == "order-sync-42"
+    assert stub.requests[1].headers["Idempotency-Key"] not in ("order-sync-42", keys[0])
+
+
+def test_unreachable_spconnect_is_a_transport_error_after_the_retries():
+    client, stub = stub_client(lambda r: requests.ConnectionError("refused"), max_retries=0)
+    with pytest.raises(TransportError):
+        client.list_connections_page()
+    assert len(stub.requests) == 1
+
+
+# --- sp_api_auth: cache, single flight, errors -------------------------------------------------------
+
+
+class Clock:
+    """time.monotonic for the adapter, moved by hand."""
+
+    def __init__(self, monkeypatch):
+        self.now = 1000.0
+        monkeypatch.setattr(spconnect_client.sp_api.time, "monotonic", lambda: self.now)
+
+
+def test_sp_api_auth_caches_the_token_until_min_ttl_before_it_expires(monkeypatch):
+    clock = Clock(monkeypatch)
+    tokens = iter(["Atza|first", "Atza|second"])
+    client, stub = stub_client(lambda r: token_answer(next(tokens), expires_in=3600))
+    auth = sp_api_auth(client=client, connection_id="c1", min_ttl=300, cache=TokenCache())
+    token_client = auth(refresh_token=None, credentials=object(), proxies=None, verify=True)
+
+    first = [token_client.get_auth() for _ in range(50)]
+    assert {r.access_token for r in first} == {"Atza|first"} and len(stub.requests) == 1
+    assert stub.bodies()[0] == {"min_ttl_seconds": 300}
+    assert first[0].expires_in == 3600 and first[0].token_type == "bearer" and first[0].refresh_token is None
+
+    clock.now += 3600 - 301  # 301 s left: still good
+    assert token_client.get_auth().access_token == "Atza|first" and len(stub.requests) == 1
+    clock.now += 1  # 300 s left: no longer
+    assert token_client.get_auth().access_token == "Atza|second" and len(stub.requests) == 2
+
+
+def test_sp_api_auth_shares_its_cache_between_clients_and_callables_of_one_connection():
+    cache = TokenCache()
+    client, stub = stub_client(lambda r: token_answer())
+    one = sp_api_auth(client=client, connection_id="c1", cache=cache)
+    two = sp_api_auth(client=client, connection_id="c1", cache=cache)
+    other = sp_api_auth(client=client, connection_id="c2", cache=cache)
+    for factory in (one, two, one, two):
+        factory(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth()
+    assert len(stub.requests) == 1
+    other(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth()
+    assert [urlparse(r.url).path for r in stub.requests] == ["/api/v1/connections/c1/access-token",
+                                                              "/api/v1/connections/c2/access-token"]
+    one.invalidate()
+    two(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth()
+    assert len(stub.requests) == 3
+
+
+def test_sp_api_auth_asks_once_for_many_threads_and_does_not_serialize_connections():
+    gate = threading.Event()
+
+    def handler(request):
+        if "/connections/slow/" in request.url:
+            # Answers only once the other connection has been served: serialized fetches would hang here.
+            if not gate.wait(timeout=10):
+                return 500, {"error": {"code": "stuck", "message": "other connection never asked"}}, {}
+            time.sleep(0.05)  # let every thread pile up behind this fetch
+            return token_answer("Atza|slow")
+        gate.set()
+        return token_answer("Atza|fast")
+
+    cache = TokenCache()
+    client, stub = stub_client(handler)
+    slow = sp_api_auth(client=client, connection_id="slow", cache=cache)
+    fast = sp_api_auth(client=client, connection_id="fast", cache=cache)
+    results, errors = [], []
+    start = threading.Barrier(33)
+
+    def ask(factory):
+        try:
+            start.wait()
+            results.append(factory(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth().access_token)
+        except SpconnectError as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(slow,)) for _ in range(32)]
+    for t in threads:
+        t.start()
+    start.wait()
+    time.sleep(0.01)
+    ask_fast = threading.Thread(target=lambda: results.append(
+        fast(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth().access_token))
+    ask_fast.start()
+    for t in threads + [ask_fast]:
+        t.join(timeout=20)
+
+    assert errors == []
+    assert sorted(results) == ["Atza|fast"] + ["Atza|slow"] * 32
+    paths = [urlparse(r.url).path for r in stub.requests]
+    assert paths.count("/api/v1/connections/slow/access-token") == 1
+    assert paths.count("/api/v1/connections/fast/access-token") == 1
+
+
+def test_sp_api_auth_passes_errors_through_and_caches_nothing_on_failure():
+    answers = [(409, {"error": {"code": "reauthorization_required", "message": "Revoked.",
+                                "reauthorization_url": "https://x/connect/again/"}}, {}),
+               token_answer("Atza|after")]
+    client, stub = stub_client(lambda r: answers.pop(0))
+    token_client = sp_api_auth(client=client, connection_id="c1", cache=TokenCache())(
+        refresh_token=None, credentials=None, proxies=None, verify=True)
+    with pytest.raises(ReauthorizationRequired) as caught:
+        token_client.get_auth()
+    assert caught.value.reauthorization_url == "https://x/connect/again/"
+    assert token_client.get_auth().access_token == "Atza|after" and len(stub.requests) == 2
+
+
+def test_grantless_auth_says_where_grantless_tokens_will_come_from():
+    client, stub = stub_client(lambda r: token_answer())
+    token_client = sp_api_auth(client=client, connection_id="c1", cache=TokenCache())(
+        refresh_token=None, credentials=None, proxies=None, verify=True)
+    with pytest.raises(NotImplementedError) as caught:
+        token_client.get_grantless_auth("sellingpartnerapi::notifications")
+    assert isinstance(caught.value, GrantlessNotAvailable)
+    assert "/api/v1/grantless-token" in str(caught.value) and stub.requests == []
+
+
+def test_python_amazon_sp_api_builds_its_client_with_sp_api_auth_and_reads_its_token():
+    from sp_api.api import Orders
+    from sp_api.auth import AccessTokenResponse
+    from sp_api.base import Marketplaces
+
+    client, stub = stub_client(lambda r: token_answer("Atza|for-orders"))
+    orders = Orders(marketplace=Marketplaces.US, credentials=spconnect_client.SP_API_CREDENTIALS,
+                    auth_token_client_class=sp_api_auth(client=client, connection_id="c1", cache=TokenCache()))
+    assert isinstance(orders.auth, AccessTokenResponse)
+    assert orders.headers["x-amz-access-token"] == "Atza|for-orders"
+    assert orders.auth.access_token == "Atza|for-orders" and len(stub.requests) == 1
