@@ -32,13 +32,15 @@ SP_API_CREDENTIALS = {"lwa_app_id": "spconnect", "lwa_client_secret": "spconnect
 class _Slot:
     """One connection's cached token; `lock` lets one caller at a time fetch it."""
 
-    __slots__ = ("generation", "lock", "value")
+    __slots__ = ("generation", "lock", "stale", "value")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         # (AccessToken, monotonic time it expires at), replaced whole so readers need no lock.
         self.value: tuple[AccessToken, float] | None = None
         self.generation = 0
+        # Set by invalidate(): the cached token was refused, so the next fetch forces a refresh.
+        self.stale = False
 
 
 class TokenCache:
@@ -130,17 +132,21 @@ class SpApiAuth:
             fresh = self._fresh(slot.value)
             if fresh is not None and (not force_refresh or slot.generation != seen):
                 return fresh
+            force = force_refresh or slot.stale
             asked_at = time.monotonic()
-            token = self.client.get_access_token(self.connection_id, min_ttl_seconds=self.min_ttl,
-                                                 force_refresh=force_refresh)
+            token = self.client.get_access_token(self.connection_id, min_ttl_seconds=self.min_ttl, force_refresh=force)
             value = (token, asked_at + token.expires_in)
-            slot.value = value
+            slot.value, slot.stale = value, False
             slot.generation += 1
             return value
 
     def invalidate(self) -> None:
-        """Forget the cached token (e.g. after SP-API refused it); the next call asks spconnect."""
-        self.cache.discard(self._key)
+        """Drop the cached token because SP-API refused it (403: revoked, or expired early): the
+        next call asks spconnect for a new one (`force_refresh`), which also tells spconnect to
+        check the seller's authorization with Amazon (`ReauthorizationRequired` if it is gone)."""
+        slot = self.cache.slot(self._key)
+        with slot.lock:
+            slot.value, slot.stale = None, True
 
     def _fresh(self, value: tuple[AccessToken, float] | None) -> tuple[AccessToken, float] | None:
         if value is not None and value[1] - time.monotonic() > self.min_ttl:
