@@ -88,6 +88,12 @@ class ReauthorizationRequired(ApiError):
     code = "reauthorization_required"
 
 
+class IdempotencyConflict(ApiError):
+    """409: this Idempotency-Key was used with another request body within 24 hours."""
+
+    code = "idempotency_conflict"
+
+
 class RateLimited(ApiError):
     """429: too many requests for this key; retry after `retry_after` seconds."""
 
@@ -115,12 +121,13 @@ class GrantlessNotAvailable(SpconnectError, NotImplementedError):
 
 ERRORS_BY_CODE: dict[str, type[ApiError]] = {
     cls.code: cls
-    for cls in (InvalidRequest, Unauthorized, PermissionDenied, NotFound, ReauthorizationRequired, RateLimited,
-                AppCredentialsRejected, TokenUnavailable)
+    for cls in (InvalidRequest, Unauthorized, PermissionDenied, NotFound, ReauthorizationRequired, IdempotencyConflict,
+                RateLimited, AppCredentialsRejected, TokenUnavailable)
 }
+# For codes this client does not know yet: statuses that mean one thing whatever the code (409
+# does not: a seller to re-authorize, or a reused Idempotency-Key).
 ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
-    400: InvalidRequest, 401: Unauthorized, 403: PermissionDenied, 404: NotFound, 409: ReauthorizationRequired,
-    429: RateLimited, 502: AppCredentialsRejected, 503: TokenUnavailable,
+    400: InvalidRequest, 401: Unauthorized, 403: PermissionDenied, 404: NotFound, 429: RateLimited,
 }
 
 
