@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .errors import SpconnectError, TransportError, error_from_response
@@ -47,7 +48,14 @@ class Client:
         self.timeout = timeout
         self.max_retries = max(0, int(max_retries))
         self._api_key = api_key
-        self._session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Threads share the client: keep more than requests' default 10 connections, so that
+            # busy threads do not open and drop connections past the pool's size.
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
