@@ -3,7 +3,7 @@
 #
 #   bin/serve.sh release   once per deploy: migrate, collect static files, schedules, check --deploy
 #   bin/serve.sh web       one web process group (gunicorn); run it on every web machine
-#   bin/serve.sh worker    one task worker group (qcluster); run it on every worker machine
+#   bin/serve.sh worker    one task worker group (manage.py worker); run it on every worker machine
 #   bin/serve.sh all       release, then web and worker together on this machine (make serve)
 #
 # Settings come from the environment (see docs/deployment.md). DEBUG must be off; the settings
@@ -45,7 +45,9 @@ web() {
 }
 
 worker() {
-  exec "$py" manage.py qcluster
+  # django-q2's cluster, stopping cleanly on SIGTERM to the process or to its group (qcluster
+  # hangs on the latter): sellers/management/commands/worker.py.
+  exec "$py" manage.py worker
 }
 
 case "$role" in

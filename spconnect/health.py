@@ -15,9 +15,6 @@ from django.views.decorators.http import require_GET
 
 logger = logging.getLogger(__name__)
 
-# Short timeouts: a probe that hangs is as bad as a failing one, and balancers give up at ~5 s.
-REDIS_TIMEOUT_SECONDS = 2.0
-
 _redis_clients: dict[str, redis.Redis] = {}
 _redis_lock = threading.Lock()
 
@@ -28,8 +25,10 @@ def _redis_client(url: str) -> redis.Redis:
     with _redis_lock:
         client = _redis_clients.get(url)
         if client is None:
+            # Short timeouts (REDIS_*_TIMEOUT): a probe that hangs is as bad as a failing one, and
+            # balancers give up at ~5 s.
             client = redis.Redis.from_url(
-                url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+                url, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT, socket_timeout=settings.REDIS_SOCKET_TIMEOUT
             )
             _redis_clients[url] = client
         return client

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -107,6 +108,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# A kept connection may have been ended by the server since the last request (a database restart
+# or failover): check it with one round trip before a request uses it, and reconnect, instead of
+# failing that request (a 500, or a false /healthz 503) once per thread.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast when PostgreSQL is away (libpq waits forever by default): /healthz answers 503
     # instead of hanging, and workers retry instead of piling up.
@@ -126,9 +131,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds to connect to Redis, and to wait for each answer, for the cache and the task broker.
+# redis-py waits 5 s by default (older releases forever): a frozen Redis would hold every public
+# page that long (the rate limit asks the cache first). The broker's blocking pop waits up to 1 s
+# for a task on the server, so an answer may take that long without anything being wrong.
+REDIS_CONNECT_TIMEOUT = env.float("REDIS_CONNECT_TIMEOUT", default=2.0)
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
+if not 0 < REDIS_CONNECT_TIMEOUT <= 30:
+    raise ImproperlyConfigured("REDIS_CONNECT_TIMEOUT must be more than 0 and at most 30 seconds.")
+if not 1 < REDIS_SOCKET_TIMEOUT <= 30:
+    raise ImproperlyConfigured(
+        "REDIS_SOCKET_TIMEOUT must be more than 1 and at most 30 seconds: the task broker waits up to 1 s for a task."
+    )
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": REDIS_CONNECT_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -289,7 +312,12 @@ Q_CLUSTER = {
     "label": "Background tasks",
 }
 if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
+    # django-q2 passes a URL string to redis-py as it is: the timeouts travel in its query (values
+    # already in REDIS_URL's query win).
+    _redis_url = urlsplit(REDIS_URL)
+    _redis_query = {"socket_connect_timeout": str(REDIS_CONNECT_TIMEOUT), "socket_timeout": str(REDIS_SOCKET_TIMEOUT)}
+    _redis_query.update(parse_qsl(_redis_url.query))
+    Q_CLUSTER["redis"] = urlunsplit(_redis_url._replace(query=urlencode(_redis_query)))
 else:
     Q_CLUSTER["orm"] = "default"
 

@@ -124,36 +124,59 @@ class ThrowawayPostgres:
             self.stop()
 
 
-@pytest.mark.postgres(reason="a PostgreSQL server of its own to stop and start")
-@pytest.mark.skipif(_postgres_bin() is None, reason="needs PostgreSQL's server programs (initdb, pg_ctl)")
-def test_a_running_app_answers_503_while_its_database_is_stopped_and_200_once_it_is_back(request):
-    import requests
-
-    from .test_tasks import free_port, stop, wait_for_port
+@pytest.fixture
+def throwaway_postgres(request) -> ThrowawayPostgres:
+    from .test_tasks import free_port
 
     server = ThrowawayPostgres(free_port())
     request.addfinalizer(lambda: shutil.rmtree(server.directory, ignore_errors=True))
     server.init()
     server.start()
     request.addfinalizer(server.stop_if_running)  # runs first: whatever fails below, no server is left behind
+    return server
+
+
+def serve_with_gunicorn(server: ThrowawayPostgres, *, threads: int, **settings: str) -> tuple[subprocess.Popen, str]:
+    """gunicorn (one gthread worker) serving the app against `server`; returns it and its base URL."""
+    from .test_tasks import free_port, stop, wait_for_port
+
     port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:{server.port}/postgres",
         "DATABASE_CONNECT_TIMEOUT": "2",
+        **settings,
     }
-    if not env.get("REDIS_URL"):
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
     web = subprocess.Popen(
         [str(Path(sys.executable).with_name("gunicorn")), "spconnect.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--threads", "2"],
+         "--workers", "1", "--threads", str(threads), "--worker-class", "gthread"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )
     try:
         wait_for_port(port, web)
-        url = f"http://127.0.0.1:{port}/healthz"
+    except BaseException:
+        stop(web)
+        raise
+    return web, f"http://127.0.0.1:{port}"
+
+
+needs_postgres_programs = pytest.mark.skipif(_postgres_bin() is None, reason="needs PostgreSQL's server programs (initdb, pg_ctl)")
+
+
+@pytest.mark.postgres(reason="a PostgreSQL server of its own to stop and start")
+@needs_postgres_programs
+def test_a_running_app_answers_503_while_its_database_is_stopped_and_200_once_it_is_back(throwaway_postgres):
+    import requests
+
+    from .test_tasks import stop
+
+    server = throwaway_postgres
+    web, base = serve_with_gunicorn(server, threads=2)
+    try:
+        url = f"{base}/healthz"
         assert requests.get(url, timeout=10).status_code == 200
         server.stop()
         down = requests.get(url, timeout=10)
@@ -163,6 +186,41 @@ def test_a_running_app_answers_503_while_its_database_is_stopped_and_200_once_it
         assert back.status_code == 200, back.text
     finally:
         logs = stop(web)
+    assert "Traceback" not in logs, logs
+
+
+@pytest.mark.postgres(reason="a PostgreSQL server of its own to restart")
+@needs_postgres_programs
+def test_persistent_connections_survive_a_database_restart_without_a_single_error(throwaway_postgres):
+    """CONN_MAX_AGE keeps each thread's connection between requests; a restart ends them all on
+    the server side. Without CONN_HEALTH_CHECKS each thread reused its dead connection once after
+    the database was back: a 500 on a page, a false 503 on /healthz."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from .test_tasks import stop
+
+    threads = 4
+    server = throwaway_postgres
+    web, base = serve_with_gunicorn(server, threads=threads, CONN_MAX_AGE="60", SPCONNECT_RATE_LIMIT_REQUESTS="0")
+    pages = [f"{base}/healthz", f"{base}/connect/no-such-invitation/"] * (4 * threads)
+
+    def statuses(urls: list[str]) -> list[tuple[str, int]]:
+        # As many at once as the web process has threads: every thread opens (then keeps) a connection.
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda url: (url.removeprefix(base), requests.get(url, timeout=10).status_code), urls))
+
+    try:
+        assert set(statuses(pages)) == {("/healthz", 200), ("/connect/no-such-invitation/", 404)}
+        server.stop()  # -m fast: the server ends every connection ("terminating connection due to administrator command")
+        server.start()
+        first_probe = requests.get(f"{base}/healthz", timeout=10)
+        after = statuses(pages)
+    finally:
+        logs = stop(web)
+    assert first_probe.status_code == 200, first_probe.text
+    assert [answer for answer in after if answer[1] >= 500] == [], logs
     assert "Traceback" not in logs, logs
 
 
