@@ -69,6 +69,9 @@ INSTALLED_APPS = [
     "sellers",
     "authflow",
     "sandbox",
+    # The agency API (/api/v1/); "ninja" serves its docs page's Swagger UI from our static files.
+    "ninja",
+    "api",
 ]
 
 MIDDLEWARE = [
