@@ -82,6 +82,8 @@ MIDDLEWARE = [
     "spconnect.middleware.RateLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # /api/: Django's own 404 and 405 answers in the API's JSON error shape.
+    "api.errors.ApiErrorsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -232,12 +234,17 @@ SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS = env.int("SPCONNECT_LOGIN_RATE_LIMIT_REQUES
 SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS = env.int("SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS", default=300)
 SPCONNECT_LOGIN_PATHS = ["/admin/login/"]
 SPCONNECT_CSP_EXEMPT_PATHS = ["/admin/"]
+# The agency API (/api/v1/): requests per API key per window (429 beyond); 0 turns it off.
+SPCONNECT_API_RATE_LIMIT_REQUESTS = env.int("SPCONNECT_API_RATE_LIMIT_REQUESTS", default=600)
+SPCONNECT_API_RATE_LIMIT_WINDOW_SECONDS = env.int("SPCONNECT_API_RATE_LIMIT_WINDOW_SECONDS", default=60)
 for _name, _least in (
     ("SPCONNECT_TRUSTED_PROXY_COUNT", 0),
     ("SPCONNECT_RATE_LIMIT_REQUESTS", 0),
     ("SPCONNECT_RATE_LIMIT_WINDOW_SECONDS", 1),
     ("SPCONNECT_LOGIN_RATE_LIMIT_REQUESTS", 0),
     ("SPCONNECT_LOGIN_RATE_LIMIT_WINDOW_SECONDS", 1),
+    ("SPCONNECT_API_RATE_LIMIT_REQUESTS", 0),
+    ("SPCONNECT_API_RATE_LIMIT_WINDOW_SECONDS", 1),
 ):
     if globals()[_name] < _least:
         raise ImproperlyConfigured(f"{_name} must be {_least} or more.")

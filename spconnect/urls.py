@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from api.views import api
 from spconnect.health import healthz
 from spconnect.views import home
 
@@ -9,6 +10,7 @@ urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
     path("", include("authflow.urls")),
 ]
 

@@ -1,0 +1,273 @@
+"""The endpoints under /api/v1/ (django-ninja). Each checks its key and permission through
+`KeyAuth`, calls one function and returns a typed schema; docs/api.md describes them."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from functools import wraps
+from typing import Callable
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Header, NinjaAPI, Query, Status
+from ninja.openapi.docs import Swagger
+from pydantic.json_schema import SkipJsonSchema
+
+from sellers.selectors import required_scopes
+from sellers.services.invitations import reauthorization_link_get_or_create
+from sellers.services.tokens import AppCredentialsRejected, ReauthorizationRequired, TokenUnavailable
+
+from .auth import KeyAuth, actor_for_key
+from .connections import (
+    BadCursor,
+    connection_access_token,
+    connection_for_token,
+    connection_get,
+    connection_record,
+    connections_page,
+    tenant_connections,
+)
+from .errors import ApiError, error_response, install_handlers
+from .idempotency import IdempotencyConflict, invitation_create_idempotent
+from .models import Permission
+from .schemas import (
+    AccessTokenIn,
+    AccessTokenOut,
+    ConnectionFilters,
+    ConnectionListOut,
+    ConnectionOut,
+    ErrorOut,
+    IdempotencyKey,
+    InvitationIn,
+    InvitationOut,
+    LinkOut,
+)
+
+DESCRIPTION = """\
+spconnect's agency API: the tenant's connections (sellers' Amazon accounts), fresh SP-API access
+tokens for them, and invitation links. Authenticate with `Authorization: Bearer spc_…` (keys are
+created by the tenant's owners in the admin or with `manage.py api_key create`). Every error is
+`{"error": {"code": "...", "message": "..."}}`; the codes are stable. See docs/api.md.
+"""
+
+def docs_policy() -> str:
+    """The docs page runs django-ninja's bundled Swagger UI from our static files (no CDN, no
+    inline script): scripts and styles from this origin (and STATIC_URL's, if elsewhere) only."""
+    static = urlsplit(settings.STATIC_URL)
+    assets = "'self'" + (f" {static.scheme}://{static.netloc}" if static.scheme in ("http", "https") and static.netloc else "")
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {assets}",
+            f"style-src {assets}",
+            f"img-src {assets} data:",
+            f"font-src {assets}",
+            "connect-src 'self'",  # the description, and "Try it out"
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ]
+    )
+
+
+def _docs_policy(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        # Set here, so the project's page policy (no script at all) is not added on top.
+        response["Content-Security-Policy"] = docs_policy()
+        return response
+
+    return wrapper
+
+
+api = NinjaAPI(
+    title="spconnect API",
+    version="1",
+    description=DESCRIPTION,
+    urls_namespace="api-v1",
+    docs=Swagger(settings={"persistAuthorization": False, "tryItOutEnabled": False}),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+    docs_decorator=_docs_policy,
+)
+install_handlers(api)
+
+
+def _errors(*statuses: int) -> dict[int, type]:
+    return {status: ErrorOut for status in (400, 401, 403, 429, *statuses)}
+
+
+def _retry_after(at: datetime | None, *, default: int = 30) -> str:
+    if at is None:
+        return str(default)
+    return str(max(1, math.ceil((at - timezone.now()).total_seconds())))
+
+
+@api.exception_handler(ReauthorizationRequired)
+def _reauthorization_required(request: HttpRequest, exc: ReauthorizationRequired) -> HttpResponse:
+    return error_response(
+        409,
+        "reauthorization_required",
+        f"The seller must authorize the app again: {(exc.reason or 'access was revoked').rstrip('.')}. "
+        "Send them reauthorization_url.",
+        reauthorization_url=exc.link.url,
+    )
+
+
+@api.exception_handler(TokenUnavailable)
+def _token_unavailable(request: HttpRequest, exc: TokenUnavailable) -> HttpResponse:
+    return error_response(503, "token_unavailable", str(exc), headers={"Retry-After": _retry_after(exc.retry_at)})
+
+
+@api.exception_handler(AppCredentialsRejected)
+def _credentials_rejected(request: HttpRequest, exc: AppCredentialsRejected) -> HttpResponse:
+    return error_response(502, "app_credentials_rejected", str(exc))
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "not_found", "No such connection.")
+
+
+# --- Connections -------------------------------------------------------------------------------
+
+
+@api.get(
+    "/connections",
+    response={200: ConnectionListOut, **_errors()},
+    auth=KeyAuth(Permission.CONNECTIONS_READ),
+    operation_id="listConnections",
+    summary="List connections",
+    tags=["connections"],
+)
+def list_connections(request: HttpRequest, filters: Query[ConnectionFilters]):
+    """The tenant's connections, oldest first, a page at a time (`next_cursor`). Permission
+    `connections:read`."""
+    try:
+        page = connections_page(tenant_id=request.auth.tenant_id, **filters.dict())
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_request", f"cursor: {exc}", field="cursor") from None
+    return {"data": page.data, "next_cursor": page.next_cursor}
+
+
+@api.get(
+    "/connections/{id}",
+    response={200: ConnectionOut, **_errors(404)},
+    auth=KeyAuth(Permission.CONNECTIONS_READ),
+    operation_id="getConnection",
+    summary="Get a connection",
+    tags=["connections"],
+)
+def get_connection(request: HttpRequest, id: UUID):
+    """One connection. Another tenant's id answers 404, exactly like an unknown one. Permission
+    `connections:read`."""
+    record = connection_get(tenant_id=request.auth.tenant_id, connection_id=id)
+    if record is None:
+        raise _not_found()
+    return record
+
+
+@api.post(
+    "/connections/{id}/access-token",
+    response={200: AccessTokenOut, **_errors(404, 409, 502, 503)},
+    auth=KeyAuth(Permission.TOKENS_READ),
+    operation_id="getAccessToken",
+    summary="Get an access token",
+    tags=["tokens"],
+)
+def access_token(
+    request: HttpRequest, response: HttpResponse, id: UUID, payload: AccessTokenIn | SkipJsonSchema[None] = None
+):
+    """A Login with Amazon access token for the connection, valid for more than `min_ttl_seconds`
+    (a stored one that is valid long enough is returned without calling Amazon), with the SP-API
+    endpoint of its region. Never the refresh token. Permission `tokens:read`.
+
+    409 `reauthorization_required` (with `reauthorization_url`) when the seller must authorize
+    again; 503 `token_unavailable` with Retry-After when Login with Amazon is failing; 502
+    `app_credentials_rejected` when Amazon refuses the app's client secret.
+    """
+    options = payload or AccessTokenIn()
+    key = request.auth
+    seller = connection_for_token(tenant_id=key.tenant_id, connection_id=id)
+    if seller is None:
+        raise _not_found()
+    grant = connection_access_token(
+        seller=seller, min_ttl=options.min_ttl_seconds, force=options.force_refresh, actor=actor_for_key(key)
+    )
+    expires_at = grant.access_token_expires_at
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return {
+        "access_token": grant.access_token,
+        "token_type": "bearer",
+        "expires_at": expires_at,
+        "expires_in": max(0, int((expires_at - timezone.now()).total_seconds())),
+        "region": seller.region,
+        "endpoint": settings.SPAPI_API_HOSTS[seller.region],
+        "selling_partner_id": seller.selling_partner_id,
+    }
+
+
+@api.post(
+    "/connections/{id}/reauthorization-link",
+    response={200: LinkOut, **_errors(404)},
+    auth=KeyAuth(Permission.INVITATIONS_WRITE),
+    operation_id="getReauthorizationLink",
+    summary="Get a re-authorization link",
+    tags=["invitations"],
+)
+def reauthorization_link(request: HttpRequest, id: UUID):
+    """The connection's open link (reused while it is valid), or a new one: send it to the seller
+    to authorize again or grant missing scopes. Permission `invitations:write`."""
+    seller = tenant_connections(tenant_id=request.auth.tenant_id).filter(public_id=id).first()
+    if seller is None:
+        raise _not_found()
+    link, _ = reauthorization_link_get_or_create(seller=seller, actor=actor_for_key(request.auth))
+    return {"url": link.url, "expires_at": link.expires_at}
+
+
+# --- Invitations -------------------------------------------------------------------------------
+
+
+@api.post(
+    "/invitations",
+    response={201: InvitationOut, **_errors(409)},
+    auth=KeyAuth(Permission.INVITATIONS_WRITE),
+    operation_id="createInvitation",
+    summary="Invite a seller",
+    tags=["invitations"],
+)
+def create_invitation(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: InvitationIn,
+    idempotency_key: IdempotencyKey | SkipJsonSchema[None] = Header(
+        None,
+        alias="Idempotency-Key",
+        description="Retrying with the same key within 24 hours returns the first answer and creates nothing.",
+    ),
+):
+    """Create a pending connection and its invitation link (201). With `Idempotency-Key`, a retry
+    gets the first answer (header `Idempotent-Replayed: true`); the same key with another body is
+    409 `idempotency_conflict`. Permission `invitations:write`."""
+    key = request.auth
+    try:
+        invitation, replayed = invitation_create_idempotent(
+            api_key=key, idempotency_key=idempotency_key, payload=payload.dict(), actor=actor_for_key(key)
+        )
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    response["Cache-Control"] = "no-store"
+    seller = tenant_connections(tenant_id=key.tenant_id).get(pk=invitation.seller_id)
+    body = {
+        "connection": connection_record(seller, required=required_scopes(tenant_id=key.tenant_id)),
+        "url": invitation.url,
+        "expires_at": invitation.expires_at,
+    }
+    return Status(201, body)
