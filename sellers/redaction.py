@@ -22,11 +22,19 @@ _FIELD = re.compile(
 )
 # Invitation links: /connect/<token>/ (Django logs the path of 404s and CSRF failures).
 _INVITE = re.compile(r"(/connect/)[A-Za-z0-9_\-]{16,}")
+# Whatever follows "Bearer" (an Authorization header: an API key, an access token); 8 characters
+# or more, so prose such as "a bearer token" stays.
+_BEARER = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=|%\-]{8,}")
+# spconnect API keys (spc_<prefix>_<secret>) anywhere: the public prefix stays, it names the key.
+_API_KEY = re.compile(r"(\bspc_[a-z0-9]{8}_)[A-Za-z0-9_\-]{8,}")
 
 
 def redact(text: str) -> str:
-    """`text` with tokens, client secrets, secret-carrying fields and invitation links replaced."""
+    """`text` with tokens, client secrets, secret-carrying fields, bearer credentials, API keys and
+    invitation links replaced."""
     text = _TOKEN.sub("[redacted]", text)
     text = _CLIENT_SECRET.sub("[redacted]", text)
     text = _FIELD.sub(r"\1[redacted]", text)
+    text = _BEARER.sub(r"\1[redacted]", text)
+    text = _API_KEY.sub(r"\1[redacted]", text)
     return _INVITE.sub(r"\1[redacted]", text)
