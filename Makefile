@@ -49,6 +49,9 @@ test-browser: install node_modules/.installed ## Run only the browser tests (Chr
 serve: install ## Production: migrate, collect static, then gunicorn + qcluster (env: docs/deployment.md)
 	bin/serve.sh all
 
+api-check: install ## Schemathesis against the API's OpenAPI description on a live server (no 5xx, every answer as described)
+	bash bin/api_check.sh
+
 bench: install ## Run every benchmark script (bench/bench_*.py) and write docs/benchmarks.md
 	@set -e; for script in bench/bench_*.py; do \
 		grep -q '__main__' $$script || continue; \
@@ -56,4 +59,4 @@ bench: install ## Run every benchmark script (bench/bench_*.py) and write docs/b
 		$(PY) $$script; \
 	done
 
-.PHONY: help install setup run test test-browser serve bench
+.PHONY: help install setup run test test-browser api-check serve bench
