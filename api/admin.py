@@ -71,7 +71,7 @@ class ApiKeyAdmin(TenantScopedAdmin):
     search_fields = ("name", "prefix")
     ordering = ("tenant__name", "name")
     fields = (
-        "tenant", "name", "prefix_col", "state_col", "permissions", "paths", "created_at", "created_by",
+        "tenant", "name", "prefix_col", "state_col", "permissions_col", "paths_col", "created_at", "created_by",
         "last_used_at", "expires_at", "revoked_at", "revoked_by",
     )
     readonly_fields = fields
@@ -106,6 +106,10 @@ class ApiKeyAdmin(TenantScopedAdmin):
     @admin.display(description="Permissions")
     def permissions_col(self, obj):
         return ", ".join(obj.permissions)
+
+    @admin.display(description="Proxy paths")
+    def paths_col(self, obj):
+        return ", ".join(obj.paths) or "any"
 
     # --- Create: the key is shown once, on the answer to the form -----------------------------
 
