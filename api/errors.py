@@ -10,7 +10,6 @@ under /api/, a method the path does not have).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any, Callable
