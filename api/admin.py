@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from sellers.admin import TenantScopedAdmin, tenant_filter_for
+from sellers.models import Tenant
 from sellers.services.events import actor_for_user
 from sellers.tenancy import Role, tenant_access
 
@@ -25,7 +26,7 @@ from .models import ApiKey, Permission
 
 
 class ApiKeyCreateForm(forms.Form):
-    tenant = forms.ModelChoiceField(queryset=None, empty_label=None)
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.none(), empty_label=None)
     name = forms.CharField(max_length=100, help_text="Unique within the tenant, e.g. repricer or order-sync.")
     permissions = forms.MultipleChoiceField(
         choices=Permission.choices,

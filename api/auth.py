@@ -23,6 +23,12 @@ from .models import ApiKey
 logger = logging.getLogger(__name__)
 
 
+class KeyRequest(HttpRequest):
+    """What endpoints behind `KeyAuth` receive: django-ninja sets `auth` to the accepted key."""
+
+    auth: ApiKey
+
+
 def actor_for_key(key: ApiKey) -> str:
     """How the history names a request made with this key."""
     return f"api:{key.name}"[:150]

@@ -48,7 +48,7 @@ def grant_of(seller: Seller) -> Grant | None:
 def connection_record(seller: Seller, *, required: list[str]) -> dict:
     """The API's view of a seller (`ConnectionOut`)."""
     grant = grant_of(seller)
-    active = grant is not None and grant.status == Grant.Status.ACTIVE
+    token_expires = grant.access_token_expires_at if grant is not None and grant.status == Grant.Status.ACTIVE else None
     return {
         "id": seller.public_id,
         "name": seller.name,
@@ -60,7 +60,7 @@ def connection_record(seller: Seller, *, required: list[str]) -> dict:
         "scopes_confirmed": bool(grant and grant.scopes_confirmed),
         "authorized_at": grant.authorized_at if grant else None,
         "renewal_due_at": grant.renewal_due_at if grant else None,
-        "access_token_expires_at": grant.access_token_expires_at if active else None,
+        "access_token_expires_at": token_expires,
         "last_refreshed_at": grant.last_refreshed_at if grant else None,
         "created_at": seller.created_at,
     }

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -20,22 +21,6 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 logger = logging.getLogger(__name__)
 
 API_PATH_PREFIX = "/api/"
-
-# code → (HTTP status, what it means); docs/api.md lists the same.
-CODES = {
-    "invalid_request": (400, "The request is malformed: a parameter or body field is missing, of the wrong type or out of range (`field` names it)."),
-    "unauthorized": (401, "No API key, or the key is unknown, revoked or expired."),
-    "permission_denied": (403, "The key lacks the permission this endpoint needs."),
-    "not_found": (404, "No such connection for this key's tenant (or no such path)."),
-    "method_not_allowed": (405, "The path exists but not with this HTTP method."),
-    "reauthorization_required": (409, "The seller must authorize again (pending, revoked, expired); `reauthorization_url` is the link to send."),
-    "idempotency_conflict": (409, "This Idempotency-Key was used with another request body within 24 hours."),
-    "rate_limited": (429, "Too many requests for this key; wait `Retry-After` seconds."),
-    "internal_error": (500, "An unexpected error on spconnect's side; it is logged."),
-    "app_credentials_rejected": (502, "Login with Amazon rejected the tenant's app credentials (client secret)."),
-    "token_unavailable": (503, "Login with Amazon is failing for now and no valid token is stored; retry after `Retry-After` seconds."),
-}
-
 
 class ApiError(Exception):
     """An answer with the error shape: `ApiError(404, "not_found", "No such connection.")`.

@@ -6,7 +6,7 @@ silently ignored option."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -20,8 +20,8 @@ from sellers.models import Region, Seller
 RegionCode = Literal["na", "eu", "fe"]
 StatusCode = Literal["pending", "active", "partial", "revoked", "expired", "failing"]
 
-assert set(RegionCode.__args__) == set(Region.values)  # the schema follows the model
-assert set(StatusCode.__args__) == set(Seller.Status.values)
+assert set(get_args(RegionCode)) == set(Region.values)  # the schema follows the model
+assert set(get_args(StatusCode)) == set(Seller.Status.values)
 
 # Text that reaches the database: no control characters (PostgreSQL refuses NUL in text), and
 # for a name at least one visible character. JSON Schema and pydantic read these alike.
@@ -42,8 +42,8 @@ class _Strict(Schema):
 class ErrorDetail(Schema):
     code: str = Field(..., description="Stable, machine-readable: see docs/api.md for the list.", examples=["not_found"])
     message: str = Field(..., description="For people; may change.")
-    field: Optional[str] = Field(None, description="400 only: the parameter or body field at fault.")
-    reauthorization_url: Optional[str] = Field(
+    field: str | None = Field(None, description="400 only: the parameter or body field at fault.")
+    reauthorization_url: str | None = Field(
         None, description="409 reauthorization_required only: the seller's link to connect again."
     )
 
@@ -60,22 +60,22 @@ class ConnectionOut(Schema):
 
     id: UUID = Field(..., description="The connection's id (stable; not a database id).")
     name: str
-    selling_partner_id: Optional[str] = Field(..., description="Amazon's merchant token; null until the seller authorizes.")
+    selling_partner_id: str | None = Field(..., description="Amazon's merchant token; null until the seller authorizes.")
     region: RegionCode
     status: StatusCode
     granted_scopes: list[str] = Field(..., description="SP-API scopes the seller granted (and Amazon has not refused).")
     missing_scopes: list[str] = Field(..., description="Scopes the tenant requires that are not granted.")
     scopes_confirmed: bool = Field(..., description="True when Amazon's token response named the granted scopes.")
-    authorized_at: Optional[datetime]
-    renewal_due_at: Optional[datetime] = Field(..., description="When Amazon makes the seller consent again (365 days).")
-    access_token_expires_at: Optional[datetime]
-    last_refreshed_at: Optional[datetime]
+    authorized_at: datetime | None
+    renewal_due_at: datetime | None = Field(..., description="When Amazon makes the seller consent again (365 days).")
+    access_token_expires_at: datetime | None
+    last_refreshed_at: datetime | None
     created_at: datetime
 
 
 class ConnectionListOut(Schema):
     data: list[ConnectionOut]
-    next_cursor: Optional[str] = Field(..., description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(..., description="Pass as `cursor` for the next page; null on the last page.")
 
 
 SellingPartnerId = Annotated[str, StringConstraints(max_length=64, pattern=NO_CONTROL)]
@@ -134,7 +134,7 @@ class InvitationIn(_Strict):
         None, description="Where re-authorization links go later (empty or null: none)."
     )
     region: RegionCode = Field("na", description="The Amazon region the seller sells in.")
-    days: Optional[int] = Field(
+    days: int | None = Field(
         None, ge=1, le=INVITATION_DAYS_MAX, description="Link lifetime in days (default: the server's, 7)."
     )
 
@@ -147,7 +147,7 @@ class InvitationIn(_Strict):
 
     @field_validator("email")
     @classmethod
-    def _email_valid(cls, value: Optional[str]) -> Optional[str]:
+    def _email_valid(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         try:

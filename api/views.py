@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
-from typing import Callable
+from typing import Annotated
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -21,7 +22,7 @@ from sellers.selectors import required_scopes
 from sellers.services.invitations import reauthorization_link_get_or_create
 from sellers.services.tokens import AppCredentialsRejected, ReauthorizationRequired, TokenUnavailable
 
-from .auth import KeyAuth, actor_for_key
+from .auth import KeyAuth, KeyRequest, actor_for_key
 from .connections import (
     BadCursor,
     connection_access_token,
@@ -144,7 +145,7 @@ def _not_found() -> ApiError:
     summary="List connections",
     tags=["connections"],
 )
-def list_connections(request: HttpRequest, filters: Query[ConnectionFilters]):
+def list_connections(request: KeyRequest, filters: Query[ConnectionFilters]):
     """The tenant's connections, oldest first, a page at a time (`next_cursor`). Permission
     `connections:read`."""
     try:
@@ -162,7 +163,7 @@ def list_connections(request: HttpRequest, filters: Query[ConnectionFilters]):
     summary="Get a connection",
     tags=["connections"],
 )
-def get_connection(request: HttpRequest, id: UUID):
+def get_connection(request: KeyRequest, id: UUID):
     """One connection. Another tenant's id answers 404, exactly like an unknown one. Permission
     `connections:read`."""
     record = connection_get(tenant_id=request.auth.tenant_id, connection_id=id)
@@ -180,7 +181,7 @@ def get_connection(request: HttpRequest, id: UUID):
     tags=["tokens"],
 )
 def access_token(
-    request: HttpRequest, response: HttpResponse, id: UUID, payload: AccessTokenIn | SkipJsonSchema[None] = None
+    request: KeyRequest, response: HttpResponse, id: UUID, payload: AccessTokenIn | SkipJsonSchema[None] = None
 ):
     """A Login with Amazon access token for the connection, valid for more than `min_ttl_seconds`
     (a stored one that is valid long enough is returned without calling Amazon), with the SP-API
@@ -190,7 +191,7 @@ def access_token(
     again; 503 `token_unavailable` with Retry-After when Login with Amazon is failing; 502
     `app_credentials_rejected` when Amazon refuses the app's client secret.
     """
-    options = payload or AccessTokenIn()
+    options = payload or AccessTokenIn.model_validate({})
     key = request.auth
     seller = connection_for_token(tenant_id=key.tenant_id, connection_id=id)
     if seller is None:
@@ -199,6 +200,7 @@ def access_token(
         seller=seller, min_ttl=options.min_ttl_seconds, force=options.force_refresh, actor=actor_for_key(key)
     )
     expires_at = grant.access_token_expires_at
+    assert expires_at is not None  # connection_access_token checked how long it lasts
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
     return {
@@ -220,7 +222,7 @@ def access_token(
     summary="Get a re-authorization link",
     tags=["invitations"],
 )
-def reauthorization_link(request: HttpRequest, id: UUID):
+def reauthorization_link(request: KeyRequest, id: UUID):
     """The connection's open link (reused while it is valid), or a new one: send it to the seller
     to authorize again or grant missing scopes. Permission `invitations:write`."""
     seller = tenant_connections(tenant_id=request.auth.tenant_id).filter(public_id=id).first()
@@ -242,14 +244,16 @@ def reauthorization_link(request: HttpRequest, id: UUID):
     tags=["invitations"],
 )
 def create_invitation(
-    request: HttpRequest,
+    request: KeyRequest,
     response: HttpResponse,
     payload: InvitationIn,
-    idempotency_key: IdempotencyKey | SkipJsonSchema[None] = Header(
-        None,
-        alias="Idempotency-Key",
-        description="Retrying with the same key within 24 hours returns the first answer and creates nothing.",
-    ),
+    idempotency_key: Annotated[
+        IdempotencyKey | SkipJsonSchema[None],
+        Header(
+            alias="Idempotency-Key",
+            description="Retrying with the same key within 24 hours returns the first answer and creates nothing.",
+        ),
+    ] = None,
 ):
     """Create a pending connection and its invitation link (201). With `Idempotency-Key`, a retry
     gets the first answer (header `Idempotent-Replayed: true`); the same key with another body is

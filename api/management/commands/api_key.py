@@ -97,7 +97,7 @@ class Command(BaseCommand):
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
     def _revoke(self, tenant, options):
         key = ApiKey.objects.filter(tenant=tenant, name=options["name"].strip()).first()
