@@ -7,6 +7,7 @@ runs it against the real API on a live server.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -16,15 +17,17 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
-import spconnect_client
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+
+import spconnect_client
 from spconnect_client import (
     AccessToken,
     ApiError,
     AppCredentialsRejected,
     Client,
     GrantlessNotAvailable,
+    IdempotencyConflict,
     InvalidRequest,
     NotFound,
     PermissionDenied,
@@ -146,6 +149,7 @@ def test_access_token_posts_its_options_and_keeps_the_token_out_of_repr():
         (404, {"code": "not_found", "message": "No such connection."}, {}, NotFound, {}),
         (409, {"code": "reauthorization_required", "message": "Revoked.", "reauthorization_url": "https://x/connect/t/"},
          {}, ReauthorizationRequired, {"reauthorization_url": "https://x/connect/t/"}),
+        (409, {"code": "idempotency_conflict", "message": "Key used with another body."}, {}, IdempotencyConflict, {}),
         (429, {"code": "rate_limited", "message": "Slow down."}, {"Retry-After": "7"}, RateLimited, {"retry_after": 7.0}),
         (502, {"code": "app_credentials_rejected", "message": "Client secret refused."}, {}, AppCredentialsRejected, {}),
         (503, {"code": "token_unavailable", "message": "LWA is failing."}, {"Retry-After": "30"}, TokenUnavailable,
@@ -177,6 +181,12 @@ def test_an_unknown_code_keeps_its_status_class_and_a_foreign_error_page_is_not_
     with pytest.raises(NotFound) as caught:
         client.get_connection("c1")
     assert caught.value.code == "connection_archived"
+
+    # 409 means two things (a seller to re-authorize, a reused Idempotency-Key): no guessing by status.
+    client, _ = stub_client(lambda r: (409, {"error": {"code": "something_new", "message": "?"}}, {}))
+    with pytest.raises(ApiError) as caught:
+        client.get_connection("c1")
+    assert type(caught.value) is ApiError and caught.value.code == "something_new"
 
     client, _ = stub_client(lambda r: (502, b"<html>Bad gateway</html>", {"Content-Type": "text/html"}))
     with pytest.raises(ApiError) as caught:
@@ -261,9 +271,10 @@ def test_sp_api_auth_shares_its_cache_between_clients_and_callables_of_one_conne
     other(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth()
     assert [urlparse(r.url).path for r in stub.requests] == ["/api/v1/connections/c1/access-token",
                                                               "/api/v1/connections/c2/access-token"]
-    one.invalidate()
+    one.invalidate()  # SP-API refused the token: the next ask forces a refresh, once
     two(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth()
-    assert len(stub.requests) == 3
+    two(refresh_token=None, credentials=None, proxies=None, verify=True).get_auth()
+    assert len(stub.requests) == 3 and stub.bodies()[2] == {"min_ttl_seconds": 300, "force_refresh": True}
 
 
 def test_sp_api_auth_asks_once_for_many_threads_and_does_not_serialize_connections():
@@ -345,3 +356,131 @@ def test_python_amazon_sp_api_builds_its_client_with_sp_api_auth_and_reads_its_t
     assert isinstance(orders.auth, AccessTokenResponse)
     assert orders.headers["x-amz-access-token"] == "Atza|for-orders"
     assert orders.auth.access_token == "Atza|for-orders" and len(stub.requests) == 1
+
+
+# --- Against the real API on a live server ------------------------------------------------------------
+
+
+def live_key(tenant, *permissions: str, name: str = "client-test") -> str:
+    from django.core.management import call_command
+
+    from .conftest import read_output
+
+    output = read_output(lambda stdout: call_command(
+        "api_key", "create", "--tenant", tenant.slug, "--name", name, "--permissions", ",".join(permissions), stdout=stdout))
+    return output.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def live(live_amazon, tenant):
+    """A Client on the live server with every permission of this part of the API."""
+    return Client(base_url=live_amazon, api_key=live_key(tenant, "connections:read", "tokens:read", "invitations:write"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_list_connections_walks_every_page_and_filters(live, tenant):
+    from .conftest import make_grant, make_seller
+
+    sellers = [make_seller(tenant, f"Shop {i}", spid=f"A1SHOP{i}", region="eu" if i % 2 else "na") for i in range(5)]
+    for seller in sellers[:3]:
+        make_grant(seller)
+
+    everyone = list(live.list_connections(limit=2))
+    assert sorted(c.id for c in everyone) == sorted(str(s.public_id) for s in sellers)
+    assert len({c.id for c in everyone}) == 5
+    assert live.list_connections_page(limit=2).next_cursor
+    assert {c.selling_partner_id for c in live.list_connections(region="eu")} == {"A1SHOP1", "A1SHOP3"}
+    assert {c.name for c in live.list_connections(status="pending")} == {"Shop 3", "Shop 4"}
+    [one] = live.list_connections(selling_partner_id="A1SHOP2")
+    assert one.status == "active" and one.access_token_expires_at is not None and one.authorized_at is not None
+    assert live.get_connection(one.id) == one
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_keys_and_permissions_map_to_their_exceptions(live_amazon, live, tenant, other_tenant):
+    from django.core.management import call_command
+
+    from .conftest import make_seller
+
+    theirs = make_seller(other_tenant, "Their Shop", spid="A1THEIRS")
+    with pytest.raises(NotFound) as caught:
+        live.get_connection(str(theirs.public_id))
+    assert caught.value.code == "not_found" and caught.value.status == 404
+
+    read_only = Client(base_url=live_amazon, api_key=live_key(tenant, "connections:read", name="read-only"))
+    mine = make_seller(tenant, "My Shop", spid="A1MINE")
+    with pytest.raises(PermissionDenied) as caught:
+        read_only.get_access_token(str(mine.public_id))
+    assert caught.value.status == 403
+
+    call_command("api_key", "revoke", "--tenant", tenant.slug, "--name", "read-only", stdout=io.StringIO())
+    with pytest.raises(Unauthorized) as caught:
+        list(read_only.list_connections())
+    assert caught.value.status == 401
+    with pytest.raises(Unauthorized):
+        Client(base_url=live_amazon, api_key="spc_nothere0_" + "x" * 43).get_connection(str(mine.public_id))
+
+    with pytest.raises(InvalidRequest) as caught:
+        live.create_invitation(name="Bad Region", region="xx")
+    assert caught.value.field == "region" and caught.value.status == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_invitations_are_idempotent_and_links_come_back(live, tenant):
+    from sellers.models import Seller
+
+    first = live.create_invitation(name="Idem Shop", email="idem@example.com", region="eu", days=3,
+                                   idempotency_key="crm-lead-1")
+    again = live.create_invitation(name="Idem Shop", email="idem@example.com", region="eu", days=3,
+                                   idempotency_key="crm-lead-1")
+    assert again.connection.id == first.connection.id and again.url == first.url
+    assert Seller.objects.filter(tenant=tenant, name="Idem Shop").count() == 1
+    with pytest.raises(IdempotencyConflict) as caught:
+        live.create_invitation(name="Another Shop", idempotency_key="crm-lead-1")
+    assert caught.value.status == 409 and not isinstance(caught.value, ReauthorizationRequired)
+    assert first.connection.status == "pending" and first.connection.region == "eu"
+    assert first.expires_at - datetime.now(UTC) <= timedelta(days=3)
+
+    link = live.create_reauthorization_link(first.connection.id)
+    assert link.url.startswith("http") and link.expires_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_access_tokens_and_their_errors(live, tenant, amazon_calls):
+    from .conftest import make_grant, make_seller
+
+    valid = make_seller(tenant, "Valid Shop", spid="A1VALID")
+    make_grant(valid, access_token="Atza|stored-and-valid-0123456789")
+    token = live.get_access_token(str(valid.public_id), min_ttl_seconds=600)
+    assert token.access_token == "Atza|stored-and-valid-0123456789" and token.selling_partner_id == "A1VALID"
+    assert 600 < token.expires_in <= 3600 and amazon_calls.token_calls == []
+
+    pending = make_seller(tenant, "Pending Shop")
+    with pytest.raises(ReauthorizationRequired) as caught:
+        live.get_access_token(str(pending.public_id))
+    assert caught.value.reauthorization_url
+
+    expired = make_seller(tenant, "Expired Token Shop", spid="A1EXPIRED")
+    make_grant(expired, expires_in=-60)
+    amazon_calls.lwa_error("server_error", status=500, times=None)
+    with pytest.raises(TokenUnavailable) as caught:
+        live.get_access_token(str(expired.public_id))
+    assert caught.value.retry_after and caught.value.retry_after > 0
+
+    amazon_calls.scripted.clear()  # spconnect now backs off on that grant; another one meets a refused app secret
+    other = make_seller(tenant, "Other Expired Shop", spid="A1EXPIRED2")
+    make_grant(other, expires_in=-60)
+    amazon_calls.lwa_error("invalid_client", status=401, description="Client authentication failed")
+    with pytest.raises(AppCredentialsRejected) as caught:
+        live.get_access_token(str(other.public_id))
+    assert caught.value.status == 502
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_rate_limit_carries_retry_after(live, settings):
+    settings.SPCONNECT_API_RATE_LIMIT_REQUESTS = 2
+    live.list_connections_page()
+    live.list_connections_page()
+    with pytest.raises(RateLimited) as caught:
+        live.list_connections_page()
+    assert caught.value.status == 429 and caught.value.retry_after and caught.value.retry_after > 0

@@ -158,8 +158,8 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> A
         # somewhere else. Its status alone does not say which of the API's errors it would be.
         return ApiError(f"spconnect answered HTTP {status} without an error object (is base_url right?)",
                         code=f"http_{status}", status=status, retry_after=retry_after)
-    code = error.get("code") if isinstance(error.get("code"), str) else None
-    message = error.get("message") if isinstance(error.get("message"), str) else None
+    code = _text(error, "code")
+    message = _text(error, "message")
     # An unknown code keeps its status's class, so `except NotFound` still catches a newer 404.
     cls = ERRORS_BY_CODE.get(code or "") or ERRORS_BY_STATUS.get(status) or ApiError
     if retry_after is None and isinstance(error.get("retry_after"), (int, float)):
@@ -168,8 +168,13 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> A
         message or f"spconnect answered HTTP {status}",
         code=code or (cls.code if cls is not ApiError else f"http_{status}"),
         status=status,
-        field=error.get("field") if isinstance(error.get("field"), str) else None,
-        reauthorization_url=error.get("reauthorization_url") if isinstance(error.get("reauthorization_url"), str) else None,
+        field=_text(error, "field"),
+        reauthorization_url=_text(error, "reauthorization_url"),
         retry_after=retry_after,
         body=body if isinstance(body, dict) else None,
     )
+
+
+def _text(error: Mapping[str, Any], name: str) -> str | None:
+    value = error.get(name)
+    return value if isinstance(value, str) else None

@@ -209,5 +209,5 @@ def sp_api_auth(
         if not base_url or not api_key:
             raise ValueError("sp_api_auth needs base_url and api_key, or client")
         client = _shared_client(base_url, api_key, timeout)
-    return SpApiAuth(client=client, connection_id=connection_id, min_ttl=min_ttl, cache=TOKENS if cache is None else cache,
-                     response_class=AccessTokenResponse)
+    return SpApiAuth(client=client, connection_id=connection_id, min_ttl=min_ttl,
+                     cache=TOKENS if cache is None else cache, response_class=AccessTokenResponse)
