@@ -68,7 +68,13 @@ def consent_start(*, invitation: Invitation, session) -> str:
         seller=seller,
         invitation=invitation,
     )
-    event_record(seller=seller, kind=Event.Kind.CONSENT_STARTED, detail="Sent to Amazon's consent page.", data={"scopes": scopes}, actor="seller")
+    event_record(
+        seller=seller,
+        kind=Event.Kind.CONSENT_STARTED,
+        detail="Sent to Amazon's consent page.",
+        data={"scopes": scopes},
+        actor="seller",
+    )
     return consent_url_build(tenant=tenant, region=seller.region, state=state, scopes=scopes)
 
 
@@ -247,8 +253,10 @@ def _review_hold(
 ) -> HeldForReview:
     """Keep the new authorization unused until staff say whose account it is."""
     holder = target.holder
+    seller = target.seller or holder
+    assert seller is not None  # _account_check compares nothing without a seller or a holder
     review = identity_review_open(
-        seller=target.seller or holder,
+        seller=seller,
         holder=holder,
         invitation=state.invitation,
         selling_partner_id=target.selling_partner_id or (holder.selling_partner_id if holder else ""),
@@ -355,7 +363,8 @@ def amazon_return_record(*, state: OAuthState) -> None:
         state=state,
         seller=seller,
         kind=Event.Kind.CONSENT_STARTED,
-        detail=f"Started from Amazon (Login URI) for {spid or 'an unnamed seller'} ({state.region.upper()}); back from Amazon's consent page.",
+        detail=f"Started from Amazon (Login URI) for {spid or 'an unnamed seller'} ({state.region.upper()}); "
+        "back from Amazon's consent page.",
         data={"flow": OAuthState.Flow.AMAZON.value, "region": state.region, "selling_partner_id": spid},
         actor="amazon",
     )

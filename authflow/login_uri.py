@@ -86,7 +86,12 @@ def amazon_callback_region(uri: str) -> str | None:
 def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
     tenant = Tenant.objects.filter(public_id=tenant_id).first()
     if tenant is None:
-        return problem_page(request, title="Unknown app", message="This sign-in link does not belong to any app here. Start again from Amazon.", status=404)
+        return problem_page(
+            request,
+            title="Unknown app",
+            message="This sign-in link does not belong to any app here. Start again from Amazon.",
+            status=404,
+        )
     try:
         params = read_query_params(request, LOGIN_PARAMS)
     except ValueError as exc:
@@ -104,10 +109,20 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
         )
     amazon_state = params.get("amazon_state", "")
     if not amazon_state:
-        return problem_page(request, title="Amazon's request was incomplete", message="It had no amazon_state. Start again from Amazon.", status=400)
+        return problem_page(
+            request,
+            title="Amazon's request was incomplete",
+            message="It had no amazon_state. Start again from Amazon.",
+            status=400,
+        )
     spid = params.get("selling_partner_id", "")
     if spid and not SELLING_PARTNER_ID_RE.match(spid):
-        return problem_page(request, title="Amazon's request was malformed", message="The selling_partner_id is not valid. Start again from Amazon.", status=400)
+        return problem_page(
+            request,
+            title="Amazon's request was malformed",
+            message="The selling_partner_id is not valid. Start again from Amazon.",
+            status=400,
+        )
 
     try:
         location = login_uri_start(

@@ -42,6 +42,7 @@ def state_create(
     """Store a new state (hashed) bound to this browser; return the state value to send."""
     value = secrets.token_urlsafe(32)  # 256 bits
     binding = browser_binding(session, create=True)
+    assert binding is not None  # create=True always makes one
     OAuthState.objects.create(
         state_hash=token_hash(value),
         browser_hash=token_hash(binding),

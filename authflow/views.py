@@ -148,7 +148,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     except StateRejected as exc:
         logger.info("Callback rejected: %s", exc.reason)
         rejected = exc.state
-        token = rejected.invitation.token if rejected is not None and rejected.invitation_id else None
+        token = rejected.invitation.token if rejected is not None and rejected.invitation is not None else None
         return callback_problem(request, exc.reason, retry_token=token)
     if state.flow == OAuthState.Flow.AMAZON:
         amazon_return_record(state=state)
@@ -212,7 +212,12 @@ def _retry_token(invitation_id) -> str | None:
 def result(request: HttpRequest) -> HttpResponse:
     data = request.session.get(RESULT_SESSION_KEY)
     if not data:
-        return problem_page(request, title="Nothing to show", message="There is no recent connection in this browser. Use the link the agency sent you.", status=404)
+        return problem_page(
+            request,
+            title="Nothing to show",
+            message="There is no recent connection in this browser. Use the link the agency sent you.",
+            status=404,
+        )
 
     def rows(names):
         return [{"name": n, "label": CATALOG[n].label, "description": CATALOG[n].description} for n in names if n in CATALOG]

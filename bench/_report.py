@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -14,7 +14,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def machine_line() -> str:
     return (
         f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
-        f"run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+        f"run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
 
 

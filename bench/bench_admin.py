@@ -146,11 +146,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="spconnect-bench-admin-"))
     try:
         configure(tmp)
+        from _report import write_section
         from django.core.management import call_command
         from django.test import Client
         from django.test.utils import override_settings
-
-        from _report import write_section
 
         t0 = time.perf_counter()
         call_command("migrate", verbosity=0, interactive=False)

@@ -419,12 +419,17 @@ def main() -> None:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| flows completed | {len(completed)} of {len(results)}" + (f" ({not_started} not started: time limit)" if not_started else "") + " |",
+        f"| flows completed | {len(completed)} of {len(results)}"
+        + (f" ({not_started} not started: time limit)" if not_started else "")
+        + " |",
         f"| wall time | {elapsed:.1f} s |",
         f"| flows per second | {len(completed) / elapsed:.1f} |" if elapsed else "| flows per second | n/a |",
         f"| flow time p50 / p99 | {percentile(flow_times, 0.5) * 1000:.0f} ms / {percentile(flow_times, 0.99) * 1000:.0f} ms |",
-        f"| HTTP request p50 / p99 (6 per flow) | {percentile(request_times, 0.5) * 1000:.0f} ms / {percentile(request_times, 0.99) * 1000:.0f} ms |",
-        f"| errors | {len(errors)}" + (" — " + ", ".join(f"{k}: {v}" for k, v in sorted(by_step.items())) if by_step else "") + " |",
+        f"| HTTP request p50 / p99 (6 per flow) | {percentile(request_times, 0.5) * 1000:.0f} ms"
+        f" / {percentile(request_times, 0.99) * 1000:.0f} ms |",
+        f"| errors | {len(errors)}"
+        + (" — " + ", ".join(f"{k}: {v}" for k, v in sorted(by_step.items())) if by_step else "")
+        + " |",
         f"| answers 429 (rate limited) | {throttled} |",
         f"| grants read back intact (decrypted, refresh token = the one issued) | {intact} of {len(completed)} |",
         f"| lost grants | {lost} |",

@@ -123,12 +123,12 @@ def _lwa_error(error: str, description: str, status: int = 400) -> JsonResponse:
 def _client_ok(client_id: str, client_secret: str) -> bool:
     now = timezone.now()
     for tenant in Tenant.objects.filter(client_id=client_id):
-        if tenant.client_secret and secrets.compare_digest(tenant.client_secret, client_secret):
+        if tenant.client_secret and secrets.compare_digest(str(tenant.client_secret), client_secret):
             return True
         if (
             tenant.previous_client_secret
             and (tenant.previous_client_secret_expires_at is None or tenant.previous_client_secret_expires_at > now)
-            and secrets.compare_digest(tenant.previous_client_secret, client_secret)
+            and secrets.compare_digest(str(tenant.previous_client_secret), client_secret)
         ):
             return True
     return False
@@ -193,7 +193,10 @@ def token(request: HttpRequest) -> JsonResponse:
             refresh_token_hash=token_hash(refresh), client_id=client_id, revoked_at__isnull=True
         ).first() if refresh else None
         if authorization is None:
-            return _lwa_error("invalid_grant", "The request has an invalid grant parameter : refresh_token. User may have revoked or didn't grant the permission.")
+            return _lwa_error(
+                "invalid_grant",
+                "The request has an invalid grant parameter : refresh_token. User may have revoked or didn't grant the permission.",
+            )
         access = _issue_access_token(authorization)
         return _token_response(access=access, refresh=refresh, authorization=authorization)
 
@@ -219,7 +222,14 @@ def _operation(region: str, path: str, authorization: SandboxAuthorization, requ
         return 200, {
             "payload": [
                 {
-                    "marketplace": {"id": mid, "countryCode": cc, "name": name, "defaultCurrencyCode": cur, "defaultLanguageCode": "en_US", "domainName": name.lower()},
+                    "marketplace": {
+                        "id": mid,
+                        "countryCode": cc,
+                        "name": name,
+                        "defaultCurrencyCode": cur,
+                        "defaultLanguageCode": "en_US",
+                        "domainName": name.lower(),
+                    },
                     "participation": {"isParticipating": True, "hasSuspendedListings": False},
                     "storeName": f"Sandbox store {authorization.selling_partner_id}",
                 }

@@ -9,8 +9,8 @@ columns come from `.defer()`ed querysets and secrets are write-only form fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 # Registers django-q2's admins before they are restricted to superusers below, whatever the
 # order of INSTALLED_APPS.
@@ -708,7 +708,12 @@ class SellerAdmin(TenantScopedAdmin):
                 actor=actor,
             )
         summary = ", ".join(f"{n} {RefreshOutcome(o).label.lower()}" for o, n in counts.items() if n)
-        problems = (RefreshOutcome.REVOKED, RefreshOutcome.TRANSIENT_FAILURE, RefreshOutcome.CREDENTIALS_FAILED, RefreshOutcome.UNDECRYPTABLE)
+        problems = (
+            RefreshOutcome.REVOKED,
+            RefreshOutcome.TRANSIENT_FAILURE,
+            RefreshOutcome.CREDENTIALS_FAILED,
+            RefreshOutcome.UNDECRYPTABLE,
+        )
         level = messages.WARNING if any(counts.get(outcome) for outcome in problems) else messages.SUCCESS
         self.message_user(request, f"Refresh: {summary or 'nothing to refresh'}{not_yet}.", level)
         self._report_refused(request, refused)
@@ -900,9 +905,9 @@ class EventAdmin(TenantScopedAdmin):
 # --- Tenant (owners) ---------------------------------------------------------------------------
 
 
-class ScopeRequirementInline(admin.TabularInline):
-    model = ScopeRequirement
-    fields = ("scope", "kind", "reason")
+class OwnerOnlyInline(admin.TabularInline):
+    """An inline of the tenant page that only the tenant's owners see and change."""
+
     extra = 0
 
     def _owner(self, request, obj):
@@ -920,6 +925,11 @@ class ScopeRequirementInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return self._owner(request, obj)
+
+
+class ScopeRequirementInline(OwnerOnlyInline):
+    model = ScopeRequirement
+    fields = ("scope", "kind", "reason")
 
 
 class MembershipFormSet(BaseInlineFormSet):
@@ -944,7 +954,7 @@ class MembershipFormSet(BaseInlineFormSet):
             raise ValidationError("A tenant keeps at least one owner.")
 
 
-class MembershipInline(ScopeRequirementInline):
+class MembershipInline(OwnerOnlyInline):
     model = TenantMembership
     formset = MembershipFormSet
     fields = ("user", "role")
@@ -1003,7 +1013,11 @@ class TenantForm(forms.ModelForm):
         # Field classes rather than a formfield callback: the admin builds its form with its own
         # callback, which keeps these.
         field_classes = {"redirect_uri": HttpsURLField, "webhook_url": HttpsURLField}
-        exclude = TENANT_SECRET_FIELDS + ("previous_client_secret_expires_at", "credentials_failing_since", "credentials_error")
+        # An allow-list: a field added to Tenant later (a secret, say) stays off the form until named here.
+        fields = (
+            "name", "slug", "application_id", "client_id", "client_secret_expires_at", "redirect_uri", "is_draft",
+            "registered_scopes", "webhook_url",
+        )
 
     def clean_registered_scopes(self):
         return [s for s in CATALOG if s in set(self.cleaned_data.get("registered_scopes") or [])]

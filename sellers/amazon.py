@@ -9,8 +9,9 @@ Nothing in this module logs or raises with a request body, header value or token
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import requests
 from django.conf import settings

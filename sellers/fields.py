@@ -7,7 +7,10 @@ logged by whoever received it). Values read from the database must decrypt or ra
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cryptography.fernet
+from django.db import models
 from encrypted_model_fields import fields as emf
 
 
@@ -34,7 +37,15 @@ class StrictEncryptedMixin:
         return super(emf.EncryptedMixin, self).to_python(value)
 
 
-class EncryptedTextField(StrictEncryptedMixin, emf.EncryptedTextField):
+if TYPE_CHECKING:
+    # django-encrypted-model-fields ships no types: to the type checker this is the text field
+    # it behaves as (instances hold and take plain strings).
+    _EncryptedTextBase = models.TextField
+else:
+    _EncryptedTextBase = emf.EncryptedTextField
+
+
+class EncryptedTextField(StrictEncryptedMixin, _EncryptedTextBase):
     """Encrypted at rest; decrypts on read or raises UndecryptableValue."""
 
     def get_db_prep_save(self, value, connection):

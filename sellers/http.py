@@ -12,7 +12,8 @@ Nothing in this module logs or raises with a request body, header value or token
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests

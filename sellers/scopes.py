@@ -7,8 +7,8 @@ echoes nothing; spconnect then assumes the tenant's registered scopes, marked un
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,13 @@ def grants_refresh_due() -> str:
     ids = list(grants_due().values_list("pk", flat=True))
     for grant_id in ids:
         transaction.on_commit(
-            partial(django_q.tasks.async_task, "sellers.tasks.grant_refresh_task", grant_id, group=REFRESH_GROUP, task_name=f"refresh-grant-{grant_id}")
+            partial(
+                django_q.tasks.async_task,
+                "sellers.tasks.grant_refresh_task",
+                grant_id,
+                group=REFRESH_GROUP,
+                task_name=f"refresh-grant-{grant_id}",
+            )
         )
     return f"enqueued {len(ids)} refresh task(s)"
 

@@ -16,7 +16,7 @@ from sellers.models import Tenant, TenantMembership
 Role = TenantMembership.Role
 
 # Each role includes the ones below it: an owner may do what a manager may, and so on.
-ROLE_RANK = {Role.VIEWER: 1, Role.MANAGER: 2, Role.OWNER: 3}
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 1, Role.MANAGER: 2, Role.OWNER: 3}
 
 _CACHE_ATTR = "_spconnect_tenant_access"
 

@@ -100,7 +100,7 @@ def webhook_destination(url: str) -> tuple[str | None, list[str]]:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return f"The webhook host {host} does not resolve.", []
-    addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
     if not addresses:
         return f"The webhook host {host} does not resolve.", []
     if not _allow_private():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import environ
@@ -337,7 +338,7 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # `django` and `django.server` handlers of their own that records reach without passing the
 # root's (runserver's request lines, `Not Found: /connect/<token>/`). Naming those loggers here
 # replaces their handlers. gunicorn's handlers get the filter from spconnect/gunicorn_conf.py.
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "spconnect.logging.RedactSecretsFilter"}},

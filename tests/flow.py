@@ -27,7 +27,7 @@ def consent_form(client, invite_url: str):
 def sandbox_decide(client, consent_path: str, form: dict, *, decision: str = "approve", scopes=None, spid: str | None = None):
     """Submit the sandbox consent form; returns the redirect back to our callback (a path)."""
     data: dict[str, list[str]] = {}
-    for name, value, kind, checked in form["fields"]:
+    for name, value, kind, _checked in form["fields"]:
         if kind == "checkbox":
             continue
         data.setdefault(name, []).append(value)

@@ -113,7 +113,11 @@ def test_action_results_and_rejected_forms_show_no_secret(world, client, amazon_
     ids = list(Grant.objects.values_list("seller_id", flat=True))
     pages = []
     for action in ("export_csv", "test_connection", "refresh_now", "send_reauthorization_link", "mark_revoked"):
-        amazon_calls.script(url_contains="/auth/o2/token", body={"access_token": "Atza|fresh-new-token-000111222", "expires_in": 3600}, times=None)
+        amazon_calls.script(
+            url_contains="/auth/o2/token",
+            body={"access_token": "Atza|fresh-new-token-000111222", "expires_in": 3600},
+            times=None,
+        )
         response = client.post(changelist, {"action": action, "_selected_action": ids, "index": 0}, follow=True)
         pages.append(response.content.decode())
     # A rejected tenant form is shown again: the secret typed into it must not come back.

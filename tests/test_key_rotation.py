@@ -100,7 +100,7 @@ def raw_values(db: Path) -> dict[str, str]:
     with sqlite3.connect(db) as conn:
         for table, columns in COLUMNS.items():
             for row in conn.execute(f"SELECT id, {', '.join(columns)} FROM {table} ORDER BY id"):
-                for column, value in zip(columns, row[1:]):
+                for column, value in zip(columns, row[1:], strict=True):
                     if value:
                         out[f"{table}.{row[0]}.{column}"] = value
     return out

@@ -8,7 +8,7 @@ import http.server
 import json
 import socket
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 import requests
@@ -243,7 +243,7 @@ def test_through_a_configured_proxy_the_webhook_is_not_pinned(monkeypatch):
 def _tls_receiver(tmp_path, name: str):
     """An HTTPS server on 127.0.0.1 with a certificate for `name`, and the CA file to trust it."""
     import ssl
-    from datetime import datetime, timezone as dt_timezone
+    from datetime import datetime
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -252,7 +252,7 @@ def _tls_receiver(tmp_path, name: str):
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(dt_timezone.utc)
+    now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))

@@ -14,7 +14,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 import requests
 
 from .conftest import parse_form

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -43,7 +42,7 @@ def _timestamp(value: Any, name: str) -> datetime | None:
         parsed = None
     if parsed is None:
         raise ClientSecretError(f"{name} is not an ISO 8601 time.")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, dt_timezone.utc)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 # An SQS batch holding an SNS envelope holding the notification is three levels; more is not Amazon.
@@ -87,7 +86,7 @@ def notification_ingest(*, document: Any, actor: str = "amazon") -> list[IngestR
     results = []
     for notification in _unwrap(document):
         kind = notification["notificationType"]
-        payload = notification.get("payload") if isinstance(notification.get("payload"), dict) else {}
+        payload: dict = notification["payload"] if isinstance(notification.get("payload"), dict) else {}
         if kind == NEW_SECRET:
             results.append(_new_secret_apply(payload, actor=actor))
         elif kind == SECRET_EXPIRY:

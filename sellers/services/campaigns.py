@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Iterator
 
 from django.conf import settings
 from django.core.mail import get_connection
@@ -296,6 +296,7 @@ def reauth_run(
                 link_created=seller.id in created or invitation is None,
             )
             if send_email and _email_wanted(row, seller=seller, invitation=invitation, resend=resend, dry_run=dry_run):
+                assert invitation is not None  # only a dry run leaves a seller without its link
                 todo.append((seller, invitation, missing))
             rows.append(row)
         if todo:

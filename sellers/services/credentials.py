@@ -7,7 +7,7 @@ recognised as the tenant's problem rather than a seller's.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables

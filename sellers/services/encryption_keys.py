@@ -9,8 +9,9 @@ first key is left alone, which makes the command resumable and a second run a no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import cryptography.fernet
 from django.apps import apps

@@ -18,9 +18,12 @@ def event_record(
 
     Never pass a token, secret or authorization code in detail or data.
     """
-    if tenant is None and seller is None:
+    if tenant is not None:
+        tenant_id = tenant.pk
+    elif seller is not None:
+        tenant_id = seller.tenant_id
+    else:
         raise ValueError("An event belongs to a tenant or a seller.")
-    tenant_id = tenant.pk if tenant is not None else seller.tenant_id
     return Event.objects.create(
         tenant_id=tenant_id, seller=seller, kind=kind, detail=detail[:2000], data=data or {}, actor=actor[:150]
     )

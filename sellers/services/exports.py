@@ -6,7 +6,7 @@ records as CSV goes through `sellers.csv_safety`.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from django.db.models import QuerySet
 
@@ -33,7 +33,15 @@ def seller_records(sellers: QuerySet[Seller], *, chunk_size: int = 2000) -> Iter
     """Yield export records. Grant columns are read with .only() so tokens are never decrypted."""
     sellers = sellers.select_related("tenant").order_by("tenant__slug", "name", "id")
     required = required_scopes_by_tenant(tenant_ids=sellers.values_list("tenant_id", flat=True).distinct())
-    grant_fields = ("seller_id", "granted_scopes", "refused_scopes", "scopes_confirmed", "access_token_expires_at", "authorized_at", "status")
+    grant_fields = (
+        "seller_id",
+        "granted_scopes",
+        "refused_scopes",
+        "scopes_confirmed",
+        "access_token_expires_at",
+        "authorized_at",
+        "status",
+    )
     # Keyset pagination would need a unique sort key; the id list is cheap and keeps memory flat.
     ids = list(sellers.values_list("id", flat=True))
     for start in range(0, len(ids), chunk_size):
@@ -54,6 +62,8 @@ def seller_records(sellers: QuerySet[Seller], *, chunk_size: int = 2000) -> Iter
                 "granted_scopes": list(grant.effective_scopes) if grant else [],
                 "missing_scopes": missing_required_scopes(grant=grant, required=required.get(seller.tenant_id, [])),
                 "scopes_confirmed": bool(grant and grant.scopes_confirmed),
-                "access_token_expires_at": grant.access_token_expires_at.isoformat() if grant and grant.access_token_expires_at and grant.status == Grant.Status.ACTIVE else None,
+                "access_token_expires_at": grant.access_token_expires_at.isoformat()
+                if grant and grant.access_token_expires_at and grant.status == Grant.Status.ACTIVE
+                else None,
                 "authorized_at": grant.authorized_at.isoformat() if grant else None,
             }

@@ -48,5 +48,10 @@ def tenant_credentials_ok(*, tenant: Tenant) -> bool:
     )
     if cleared:
         tenant.credentials_failing_since, tenant.credentials_error = None, ""
-        event_record(tenant=tenant, kind=Event.Kind.CREDENTIALS_RECOVERED, detail="LWA accepted the app's credentials again.", actor="amazon")
+        event_record(
+            tenant=tenant,
+            kind=Event.Kind.CREDENTIALS_RECOVERED,
+            detail="LWA accepted the app's credentials again.",
+            actor="amazon",
+        )
     return bool(cleared)

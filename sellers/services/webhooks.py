@@ -22,9 +22,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import partial
-from typing import Mapping, Sequence
 
 from django.db import transaction
 from django.utils import timezone

@@ -5,7 +5,6 @@ from django.core.management.base import BaseCommand, CommandError
 from sellers.services.amazon_notifications import NEW_SECRET, SECRET_EXPIRY, notification_ingest, notification_parse
 from sellers.services.client_secrets import ClientSecretError
 
-
 MAX_BYTES = 256 * 1024  # an SQS message is at most 256 KiB
 
 

@@ -5,7 +5,6 @@ from sellers.services.invitations import invitation_create
 
 from ._common import tenant_by_slug
 
-
 # A link is a bearer credential for the consent flow: a year is already generous.
 MAX_DAYS = 365
 

@@ -51,10 +51,18 @@ class Command(BaseCommand):
             metavar="SELLING_PARTNER_ID",
             help="Only this seller (repeatable).",
         )
-        parser.add_argument("--send-email", action="store_true", help="Email each seller its link (Django's email backend); recorded in the history.")
+        parser.add_argument(
+            "--send-email",
+            action="store_true",
+            help="Email each seller its link (Django's email backend); recorded in the history.",
+        )
         parser.add_argument("--resend", action="store_true", help="With --send-email: email sellers already emailed this link, too.")
         parser.add_argument("--dry-run", action="store_true", help="Change nothing and send nothing; show what would happen.")
-        parser.add_argument("--output", metavar="FILE.csv", help="Write name, selling_partner_id, status, missing_scopes, link, emailed (yes/no) to this CSV file.")
+        parser.add_argument(
+            "--output",
+            metavar="FILE.csv",
+            help="Write name, selling_partner_id, status, missing_scopes, link, emailed (yes/no) to this CSV file.",
+        )
 
     def handle(self, *args, **options):
         tenant = tenant_by_slug(options["tenant"])

@@ -10,7 +10,6 @@ from sellers.services.client_secrets import DEFAULT_PREVIOUS_VALID_DAYS, ClientS
 
 from ._common import tenant_by_slug
 
-
 # Amazon keeps a replaced secret working for days, not months; longer is a typo.
 MAX_PREVIOUS_VALID_DAYS = 30
 
