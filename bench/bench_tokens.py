@@ -12,7 +12,7 @@
 Everything runs in a temporary directory (two SQLite files: spconnect's and the sandbox's) and
 is removed afterwards. Bounded: a few minutes at most on a small machine.
 
-    .venv/bin/python bench/bench_tokens.py [--grants 5000] [--workers 4]
+    .venv/bin/python bench/bench_tokens.py [--grants 5000] [--workers 4] [--lwa-latency-ms 20]
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
 HOT_GRANTS, HOT_CALLS = 1_000, 10_000
+# --lwa-latency-ms: every request to LWA's token endpoint (the sweep's and the bare POSTs alike)
+# waits this long in the client first, as the round trip to a remote LWA would. The local sandbox
+# answers in about a millisecond, which hides how small spconnect's own work is next to that.
+LWA_LATENCY = float(os.environ.get("BENCH_LWA_LATENCY_MS") or 0) / 1000
 
 
 def free_port() -> int:
@@ -95,6 +99,25 @@ def count_queries(counter: Counter):
 
     utils.CursorWrapper._execute_with_wrappers = counted
     return lambda: setattr(utils.CursorWrapper, "_execute_with_wrappers", original)
+
+
+def add_lwa_latency() -> None:
+    """Delay each LWA request made through `sellers.http.send` by LWA_LATENCY (once per process)."""
+    from django.conf import settings
+
+    from sellers import http
+
+    if not LWA_LATENCY or getattr(http.send, "bench_latency", False):
+        return
+    original = http.send
+
+    def delayed(method, url, **kwargs):
+        if url == settings.SPAPI_LWA_TOKEN_URL:
+            time.sleep(LWA_LATENCY)
+        return original(method, url, **kwargs)
+
+    delayed.bench_latency = True
+    http.send = delayed
 
 
 def count_lwa_calls(counter: Counter):
@@ -226,6 +249,8 @@ def bare_posts(refresh_tokens: list[str], client_id: str, secret: str, workers: 
 
     def run(chunk):
         for token in chunk:
+            if LWA_LATENCY:
+                time.sleep(LWA_LATENCY)
             r = session.post(url, data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id,
                                         "client_secret": secret}, headers={"Accept": "application/json"}, timeout=(5, 20))
             if r.status_code != 200:
@@ -244,23 +269,23 @@ def bare_posts(refresh_tokens: list[str], client_id: str, secret: str, workers: 
     return elapsed
 
 
-PROCESS_START_DELAY = 6.0  # seconds for the worker processes to import Django and wait at the line
-
-
-def sweep_worker(mode: str, start_at: float) -> None:
-    """One process of the process-based sweep (or of its bare-POST baseline): reads its share
-    from stdin, starts at `start_at`, prints what it did as JSON."""
+def sweep_worker(mode: str) -> None:
+    """One process of the process-based sweep (or of its bare-POST baseline): reads its share as
+    one JSON line from stdin, answers "ready", starts at the time the next line names, and
+    prints what it did as JSON."""
     import django
 
     django.setup()
-    job = json.loads(sys.stdin.read())
+    add_lwa_latency()
+    job = json.loads(sys.stdin.readline())
     lwa, queries = Counter(), Counter()
     if mode == "sweep":
         from sellers.services.tokens import RefreshOutcome, grants_refresh
 
         count_lwa_calls(lwa)
         count_queries(queries)
-    ready = time.time()
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
     while time.time() < start_at:
         time.sleep(0.001)
     cpu = time.process_time()
@@ -270,28 +295,32 @@ def sweep_worker(mode: str, start_at: float) -> None:
     else:
         bare_posts(job["tokens"], job["client_id"], job["secret"], 1)
         refreshed, failed = 0, 0
-    print(json.dumps({"ready": ready, "end": time.time(), "cpu": time.process_time() - cpu, "lwa": lwa.value,
+    print(json.dumps({"end": time.time(), "cpu": time.process_time() - cpu, "lwa": lwa.value,
                       "queries": queries.value, "refreshed": refreshed, "failed": failed}))
 
 
 def in_processes(mode: str, shares: list[dict]) -> dict:
-    """Run `shares` in one process each, all starting together; wall time from start to last end."""
-    start_at = time.time() + PROCESS_START_DELAY
-    procs = [subprocess.Popen([sys.executable, __file__, "--sweep-worker", mode, str(start_at)], stdin=subprocess.PIPE,
+    """Run `shares` in one process each, all starting together once every one has imported
+    Django (however long that takes on a busy machine); wall time from start to last end."""
+    procs = [subprocess.Popen([sys.executable, __file__, "--sweep-worker", mode], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in shares]
-    results = []
     for proc, share in zip(procs, shares):
-        proc.stdin.write(json.dumps(share))
+        proc.stdin.write(json.dumps(share) + "\n")
+        proc.stdin.flush()
+    for proc in procs:
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"a {mode} worker failed to start: {proc.stderr.read()[-800:]}")
+    start_at = time.time() + 0.2
+    for proc in procs:
+        proc.stdin.write(f"{start_at}\n")
         proc.stdin.close()
+    results = []
     for proc in procs:
         stdout = proc.stdout.read()
         stderr = proc.stderr.read()
         if proc.wait(timeout=600):
             raise SystemExit(f"a {mode} worker failed: {stderr[-800:]}")
         results.append(json.loads(stdout.strip().splitlines()[-1]))
-    late = [r for r in results if r["ready"] > start_at]
-    if late:
-        raise SystemExit(f"{len(late)} {mode} worker(s) were not ready at the start; raise PROCESS_START_DELAY")
     return {
         "wall": max(r["end"] for r in results) - start_at,
         "cpu": sum(r["cpu"] for r in results),
@@ -577,6 +606,11 @@ def report(hot: dict, sweep: dict, processes: dict, own: float, flight: dict, da
     s, q = sweep, processes
     t, p = flight["threads"], flight["processes"]
     postgres = database.startswith("PostgreSQL")
+    latency = (
+        f"Every request to LWA (the sweep's and the bare POSTs) first waits {LWA_LATENCY * 1000:.0f} ms in the client, "
+        "as the round trip to a remote LWA would (`--lwa-latency-ms`).\n"
+        if LWA_LATENCY else ""
+    )
     footnote = (
         "Here the rule rests on `SELECT … FOR UPDATE` of the grant row (the transaction holds it across the LWA call)."
         if postgres
@@ -588,7 +622,7 @@ def report(hot: dict, sweep: dict, processes: dict, own: float, flight: dict, da
 ## Token lifecycle (`bench/bench_tokens.py`{" --database-url …, spconnect on PostgreSQL" if postgres else ""})
 
 spconnect's database: {database}; the local sandbox (LWA) runs in gunicorn ({server_workers} sync workers) on its own SQLite file (WAL).
-Client and sandbox share the machine's cores; load average at start / end: {load[0]:.1f} / {load[1]:.1f} (other work on the machine slows both sides and makes ratios noisy).
+{latency}Client and sandbox share the machine's cores; load average at start / end: {load[0]:.1f} / {load[1]:.1f} (other work on the machine slows both sides and makes ratios noisy).
 
 ### Hot path: {HOT_CALLS:,} `grant_access_token` calls round-robin over {HOT_GRANTS:,} valid grants
 
@@ -644,6 +678,7 @@ def flight_worker(grant_id: int, threads: int, start_at: float) -> None:
     import django
 
     django.setup()
+    add_lwa_latency()
     tokens, errors = ask_concurrently(grant_id, threads, start_at)
     print(json.dumps({"tokens": tokens, "errors": errors}))
 
@@ -687,21 +722,28 @@ def main() -> None:
                         help="Put spconnect's SQLite file in WAL mode (default: SQLite's rollback journal, as shipped).")
     parser.add_argument("--database-url", help="Run spconnect's side on this PostgreSQL database instead (its name must "
                         "end in _bench: it is created afresh and dropped afterwards). Results go to section tokens-postgresql.")
+    parser.add_argument("--lwa-latency-ms", type=float, default=0,
+                        help="Delay every request to LWA's token endpoint by this much in the client, as the round trip "
+                        "to a remote LWA would (default 0: the local sandbox answers in about a millisecond).")
     parser.add_argument("--no-write", action="store_true", help="Print the report instead of writing docs/benchmarks.md.")
     parser.add_argument("--profile", action="store_true",
                         help="Instead of the benchmarks: refresh the due grants in one thread under cProfile and print "
                         "where the client's CPU goes (nothing is written).")
     parser.add_argument("--flight-worker", nargs=3, metavar=("GRANT_ID", "THREADS", "START_AT"), help=argparse.SUPPRESS)
-    parser.add_argument("--sweep-worker", nargs=2, metavar=("MODE", "START_AT"), help=argparse.SUPPRESS)
+    parser.add_argument("--sweep-worker", metavar="MODE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sweep_worker:
-        sweep_worker(args.sweep_worker[0], float(args.sweep_worker[1]))
+        sweep_worker(args.sweep_worker)
         return
     if args.flight_worker:
         grant_id, threads, start_at = args.flight_worker
         flight_worker(int(grant_id), int(threads), float(start_at))
         return
 
+    if args.lwa_latency_ms:
+        global LWA_LATENCY
+        LWA_LATENCY = args.lwa_latency_ms / 1000
+        os.environ["BENCH_LWA_LATENCY_MS"] = str(args.lwa_latency_ms)  # for the worker processes
     tmp = Path(tempfile.mkdtemp(prefix="spconnect-bench-tokens-"))
     port = free_port()
     os.environ.update(base_env(tmp, port))
@@ -715,6 +757,7 @@ def main() -> None:
         import django
 
         django.setup()
+        add_lwa_latency()
         from django.core.management import call_command
 
         started = time.perf_counter()

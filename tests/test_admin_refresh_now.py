@@ -1,9 +1,14 @@
-"""The admin's "refresh now": a few sellers are refreshed in the request, many are queued."""
+"""The admin's "refresh now": a few sellers are refreshed in the request, many are queued; either
+way the events Amazon's answers cause name the staff member who asked."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from sellers.models import Event, Grant, TenantMembership
 from sellers.services.tokens import access_token_cache_clear
@@ -77,3 +82,33 @@ def test_a_few_sellers_are_still_refreshed_in_the_request(
     assert f"Refresh: {FEW} refreshed." in body
     assert queued == []
     assert len(amazon_calls.token_calls) == FEW
+
+
+def test_staff_refresh_names_the_staff_member_in_the_events_amazon_caused(
+    tenant, manager, client, amazon_calls, queued, django_capture_on_commit_callbacks
+):
+    failing, failing_grant = connected(tenant, "Was failing")
+    Grant.objects.filter(pk=failing_grant.pk).update(failing_since=timezone.now(), consecutive_failures=3)
+    gone, _ = connected(tenant, "Gone")
+    call_command("sandbox", "revoke", gone.selling_partner_id, stdout=open(os.devnull, "w"))
+
+    refresh_now(client, [failing, gone], django_capture_on_commit_callbacks)
+
+    recovered = Event.objects.get(seller=failing, kind=Event.Kind.REFRESH_RECOVERED)
+    assert recovered.actor == "amazon" and recovered.data["requested_by"] == "staff:manny"
+    revoked = Event.objects.get(seller=gone, kind=Event.Kind.REVOKED)
+    assert revoked.actor == "amazon" and revoked.detail.endswith("Refresh requested by staff:manny.")
+
+
+def test_a_queued_staff_refresh_names_the_staff_member_too(tenant, amazon_calls, settings):
+    settings.SPCONNECT_FAILING_THRESHOLD = 1
+    seller, grant = connected(tenant, "Flaky")
+    amazon_calls.lwa_error("server_error", status=503)
+    grant_refresh_task(grant.pk, force=True, actor="staff:manny")
+    failing = Event.objects.get(seller=seller, kind=Event.Kind.REFRESH_FAILING)
+    assert failing.actor == "amazon" and failing.data["requested_by"] == "staff:manny"
+
+    Grant.objects.filter(pk=grant.pk).update(next_attempt_at=timezone.now())
+    grant_refresh_task(grant.pk, force=True)  # a refresh the system asked for names nobody
+    recovered = Event.objects.get(seller=seller, kind=Event.Kind.REFRESH_RECOVERED)
+    assert "requested_by" not in recovered.data

@@ -9,7 +9,7 @@ import stat
 import pytest
 from django.db import connections
 
-from sellers.services import tokens
+from sellers.services.tokens import locks as tokens
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from django.utils import timezone
 
 from sandbox.models import SandboxAuthorization
 from sellers.models import Event, Grant, Seller, Tenant, TenantMembership
-from sellers.services import tokens
 from sellers.services.tokens import (
     AppCredentialsRejected,
     ReauthorizationRequired,
@@ -35,6 +34,7 @@ from sellers.services.tokens import (
     grant_refresh,
     grants_due,
 )
+from sellers.services.tokens import refresh as tokens
 
 from .conftest import INVENTORY, ORDERS, make_grant, make_seller, requires_postgres
 from .flow import run_flow
@@ -171,8 +171,7 @@ def test_a_sweep_sees_a_backoff_recorded_after_it_loaded_the_grant(tenant, amazo
     preloaded = Grant.objects.select_related("seller__tenant").get(pk=grant.pk)
     retry_at = timezone.now() + timedelta(minutes=10)
     Grant.objects.filter(pk=grant.pk).update(next_attempt_at=retry_at, consecutive_failures=2)  # another worker failed
-    result = tokens._refresh(grant.pk, actor="test", force=False, fresh_margin=timedelta(minutes=15),
-                             respect_backoff=True, preloaded=preloaded)
+    result = tokens._refresh(grant.pk, actor="test", force=False, fresh_margin=timedelta(minutes=15), preloaded=preloaded)
     assert result.outcome == RefreshOutcome.SKIPPED and "Backing off" in result.detail
     assert preloaded.next_attempt_at == retry_at and preloaded.consecutive_failures == 2
     assert amazon_calls.token_calls == []
@@ -202,9 +201,9 @@ def test_refresh_result_after_reauthorization_race_is_discarded(tenant, amazon_c
     _, grant = connected(tenant, expires_in=0)
     real = tokens._on_success
 
-    def reauthorized_meanwhile(g, token):
+    def reauthorized_meanwhile(g, token, *, actor):
         Grant.objects.filter(pk=g.pk).update(version=g.version + 5, access_token="Atza|newer-grant")
-        return real(g, token)
+        return real(g, token, actor=actor)
 
     monkeypatch.setattr(tokens, "_on_success", reauthorized_meanwhile)
     result = grant_refresh(grant=grant)

@@ -20,10 +20,7 @@ from sellers.amazon import SpapiResponse
 from sellers.models import Event, Grant, Seller
 from sellers.scopes import CATALOG, scope_for_path
 
-from .events import event_record
-from .invitations import reauthorization_link_get_or_create
-from .notifications import notify_staff
-from .status import seller_status_sync
+from .status import seller_status_transition
 from .tokens import (
     AppCredentialsRejected,
     ReauthorizationRequired,
@@ -32,6 +29,7 @@ from .tokens import (
     TokenUnavailable,
     grant_access_token,
     grant_refresh,
+    reauthorization_required,
 )
 
 __all__ = [
@@ -123,23 +121,18 @@ def grant_scope_refused(*, grant: Grant, scope: str, detail: str = "") -> bool:
         Grant.objects.filter(pk=grant.pk).update(refused_scopes=refused)
         grant.refused_scopes = refused
         locked.refused_scopes = refused
-        old = seller.status
-        new = seller_status_sync(seller=seller, grant=locked, record=False)
-        event = event_record(
+        seller_status_transition(
             seller=seller,
+            grant=locked,
             kind=Event.Kind.SCOPE_REFUSED,
             detail=f"Amazon refused {scope} with a fresh token" + (f": {detail}" if detail else "."),
-            data={"scope": scope, "from": old, "to": new},
+            data={"scope": scope},
             actor="amazon",
-        )
-        notify_staff(
-            tenant=seller.tenant,
-            subject=f"Amazon refused {CATALOG[scope].label if scope in CATALOG else scope} for {seller.name}",
-            body=(
+            notice=lambda status: (
+                f"Amazon refused {CATALOG[scope].label if scope in CATALOG else scope} for {seller.name}",
                 f"Calls needing {scope} are refused by Amazon for {seller.name} although the seller's grant lists it. "
-                f"It no longer counts as granted (status: {new}). Ask the seller to re-authorize with this permission."
+                f"It no longer counts as granted (status: {status}). Ask the seller to re-authorize with this permission.",
             ),
-            event=event,
         )
     return True
 
@@ -156,8 +149,7 @@ def spapi_request(
     needed = scope_for_path(path)
     grant = Grant.objects.filter(seller=seller).only(*_GRANT_FIELDS).first()
     if grant is None:
-        link, _ = reauthorization_link_get_or_create(seller=seller, actor="system")
-        raise ReauthorizationRequired(seller=seller, link=link, reason="the seller has not authorized the app yet.")
+        raise reauthorization_required(seller=seller, reason="the seller has not authorized the app yet.")
     grant.seller = seller
     if grant.status == Grant.Status.ACTIVE and needed is not None and needed not in grant.effective_scopes:
         raise ScopeNotGranted(seller=seller, scope=needed, path=path)
@@ -170,8 +162,7 @@ def spapi_request(
     # The token was refused: it may have expired early or been revoked. One refresh decides.
     result = grant_refresh(grant=grant, actor="system", stale_token=token)
     if result.outcome == RefreshOutcome.REVOKED:
-        link, _ = reauthorization_link_get_or_create(seller=seller, actor="system")
-        raise ReauthorizationRequired(seller=seller, link=link, reason=result.detail)
+        raise reauthorization_required(seller=seller, reason=result.detail)
     if result.outcome == RefreshOutcome.CREDENTIALS_FAILED:
         raise AppCredentialsRejected(f"LWA rejected the app credentials of {seller.tenant.name} ({result.detail}).")
     fresh = result.grant
