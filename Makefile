@@ -49,6 +49,10 @@ test-browser: install node_modules/.installed ## Run only the browser tests (Chr
 serve: install ## Production: migrate, collect static, then gunicorn + qcluster (env: docs/deployment.md)
 	bin/serve.sh all
 
+lint: install ## ruff (lint and import order) and mypy with django-stubs; both must be clean (configuration: pyproject.toml)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 api-check: install ## Schemathesis against the API's OpenAPI description on a live server (no 5xx, every answer as described)
 	bash bin/api_check.sh
 
@@ -59,4 +63,4 @@ bench: install ## Run every benchmark script (bench/bench_*.py) and write docs/b
 		$(PY) $$script; \
 	done
 
-.PHONY: help install setup run test test-browser api-check serve bench
+.PHONY: help install setup run lint test test-browser api-check serve bench

@@ -164,13 +164,13 @@ def make_data(n_due: int) -> dict:
             [Grant(seller=s, refresh_token=r, access_token=f"Atza|bench-{prefix}-{i}", authorized_at=now,
                    granted_scopes=[], scopes_confirmed=True,
                    access_token_expires_at=now + timedelta(seconds=expires_in), last_refreshed_at=now)
-             for i, (s, r) in enumerate(zip(sellers, refresh))], batch_size=500)
+             for i, (s, r) in enumerate(zip(sellers, refresh, strict=True))], batch_size=500)
         SandboxAuthorization.objects.using("sandbox").bulk_create(
             [SandboxAuthorization(client_id=tenant.client_id, selling_partner_id=s.selling_partner_id, region="na",
                                   scopes=[], redirect_uri=tenant.effective_redirect_uri, code_hash=secrets.token_hex(32),
                                   code_expires_at=now, code_used_at=now,
                                   refresh_token_hash=hashlib.sha256(r.encode()).hexdigest())
-             for s, r in zip(sellers, refresh)], batch_size=500)
+             for s, r in zip(sellers, refresh, strict=True)], batch_size=500)
         return list(Grant.objects.filter(seller__tenant=tenant).order_by("pk").values_list("pk", flat=True))
 
     return {
@@ -216,7 +216,11 @@ def bench_hot_path(ids: list[int]) -> dict:
             grant = Grant.objects.only("id", "status", "version", "access_token_expires_at").get(pk=ids[i % len(ids)])
             grant_access_token(grant=grant)
         elapsed = time.perf_counter() - start
-        out["grant read per call (as spapi_request)"] = {"calls_per_s": HOT_CALLS / elapsed, "queries_per_call": queries.value / HOT_CALLS, "lwa": lwa.value}
+        out["grant read per call (as spapi_request)"] = {
+            "calls_per_s": HOT_CALLS / elapsed,
+            "queries_per_call": queries.value / HOT_CALLS,
+            "lwa": lwa.value,
+        }
     finally:
         undo_lwa()
         undo_q()
@@ -304,7 +308,7 @@ def in_processes(mode: str, shares: list[dict]) -> dict:
     Django (however long that takes on a busy machine); wall time from start to last end."""
     procs = [subprocess.Popen([sys.executable, __file__, "--sweep-worker", mode], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in shares]
-    for proc, share in zip(procs, shares):
+    for proc, share in zip(procs, shares, strict=True):
         proc.stdin.write(json.dumps(share) + "\n")
         proc.stdin.flush()
     for proc in procs:
@@ -630,25 +634,25 @@ spconnect's database: {database}; the local sandbox (LWA) runs in gunicorn ({ser
 |---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-For comparison, a client library caching 10 tokens would have called LWA **{hot['ten_token_cache_lwa_calls']:,}** times for the same {HOT_CALLS:,} calls.
+For comparison, a client library caching 10 tokens would have called LWA **{hot["ten_token_cache_lwa_calls"]:,}** times for the same {HOT_CALLS:,} calls.
 
-### Refresh sweep: {s['grants']:,} due grants against the sandbox LWA over real HTTP, concurrency {s['workers']}
+### Refresh sweep: {s["grants"]:,} due grants against the sandbox LWA over real HTTP, concurrency {s["workers"]}
 
-Two ways to run the sweep at the same concurrency: {s['workers']} threads in one process (`refresh_tokens
---workers {s['workers']}`) and {s['workers']} processes (as django-q2 runs refresh tasks). Each is compared with bare
-POSTs of the same requests to the same endpoint made the same way ({s['workers']} threads, or {s['workers']} processes
-with one thread each). Sweep and bare POSTs alternate in {s['rounds']} rounds (ABBA order) so that other load on
+Two ways to run the sweep at the same concurrency: {s["workers"]} threads in one process (`refresh_tokens
+--workers {s["workers"]}`) and {s["workers"]} processes (as django-q2 runs refresh tasks). Each is compared with bare
+POSTs of the same requests to the same endpoint made the same way ({s["workers"]} threads, or {s["workers"]} processes
+with one thread each). Sweep and bare POSTs alternate in {s["rounds"]} rounds (ABBA order) so that other load on
 the machine falls on both; every round refreshes another fifth of the grants.
 
-| Figure | {s['workers']} threads, one process | {s['workers']} processes | Target | |
+| Figure | {s["workers"]} threads, one process | {s["workers"]} processes | Target | |
 |---|---|---|---|---|
-| Wall time | {s['wall']:.1f} s ({s['grants'] / s['wall']:,.0f}/s) | {q['wall']:.1f} s ({q['grants'] / q['wall']:,.0f}/s) | — | |
-| Refreshed (stored, version bumped) | {s['refreshed_in_db']:,} | {q['refreshed_in_db']:,} | {s['grants']:,} | {verdict(s['refreshed_in_db'] == s['grants'] == q['refreshed_in_db'] and s['failed'] == q['failed'] == 0)} |
-| LWA calls | {s['lwa']:,} | {q['lwa']:,} | = {s['grants']:,} | {verdict(s['lwa'] == s['grants'] == q['lwa'])} |
-| SQL queries per refresh (spconnect's database) | {s['queries_per_refresh']:.2f} | {q['queries_per_refresh']:.2f} | ≤ 4 | {verdict(max(s['queries_per_refresh'], q['queries_per_refresh']) <= 4)} |
-| Bare POSTs, same requests, same concurrency | {s['bare']:.1f} s | {q['bare']:.1f} s | — | |
-| **Sweep time / bare POST time** | **{s['ratio']:.2f}** | **{q['ratio']:.2f}** | ≤ 1.3 | {verdict(s['ratio'] <= 1.3)} / {verdict(q['ratio'] <= 1.3)} |
-| Client CPU per refresh / per bare POST | {s['cpu_ms_per_refresh']:.2f} / {s['cpu_ms_per_post']:.2f} ms | {q['cpu_ms_per_refresh']:.2f} / {q['cpu_ms_per_post']:.2f} ms | — | |
+| Wall time | {s["wall"]:.1f} s ({s["grants"] / s["wall"]:,.0f}/s) | {q["wall"]:.1f} s ({q["grants"] / q["wall"]:,.0f}/s) | — | |
+| Refreshed (stored, version bumped) | {s["refreshed_in_db"]:,} | {q["refreshed_in_db"]:,} | {s["grants"]:,} | {verdict(s["refreshed_in_db"] == s["grants"] == q["refreshed_in_db"] and s["failed"] == q["failed"] == 0)} |
+| LWA calls | {s["lwa"]:,} | {q["lwa"]:,} | = {s["grants"]:,} | {verdict(s["lwa"] == s["grants"] == q["lwa"])} |
+| SQL queries per refresh (spconnect's database) | {s["queries_per_refresh"]:.2f} | {q["queries_per_refresh"]:.2f} | ≤ 4 | {verdict(max(s["queries_per_refresh"], q["queries_per_refresh"]) <= 4)} |
+| Bare POSTs, same requests, same concurrency | {s["bare"]:.1f} s | {q["bare"]:.1f} s | — | |
+| **Sweep time / bare POST time** | **{s["ratio"]:.2f}** | **{q["ratio"]:.2f}** | ≤ 1.3 | {verdict(s["ratio"] <= 1.3)} / {verdict(q["ratio"] <= 1.3)} |
+| Client CPU per refresh / per bare POST | {s["cpu_ms_per_refresh"]:.2f} / {s["cpu_ms_per_post"]:.2f} ms | {q["cpu_ms_per_refresh"]:.2f} / {q["cpu_ms_per_post"]:.2f} ms | — | |
 | spconnect's own CPU per refresh (LWA's answer canned, no HTTP) | {own:.2f} ms | (the same code) | — | |
 
 Where the ratio comes from: a refresh costs the client its HTTP request (as much as a bare POST)
@@ -657,15 +661,15 @@ the lock, decrypting the refresh token and client secret, encrypting the new acc
 the conditional UPDATE. {"The client, the sandbox server and PostgreSQL" if postgres else "The client and the sandbox server"} share this machine's
 {os.cpu_count()} cores, so every millisecond of client CPU is taken from the server answering the POSTs; with
 LWA remote (tens of milliseconds per answer, on Amazon's machines) the same work is a small
-share of each refresh. In one process the {s['workers']} threads also share one interpreter lock, which
+share of each refresh. In one process the {s["workers"]} threads also share one interpreter lock, which
 the processes do not. `bench_tokens.py --profile` shows where the client's CPU goes.
 
 ### Single flight: one expired grant, real HTTP to the sandbox LWA
 
 | Callers | LWA calls | Answers | Distinct tokens | Target | |
 |---|---|---|---|---|---|
-| 50 threads, one process | {t['lwa']} | {t['answers']} | {t['distinct_tokens']} | 1 LWA call, one token for all | {verdict(t['lwa'] == 1 and t['answers'] == 50 and t['distinct_tokens'] == 1 and not t['errors'])} |
-| 4 processes × 12 threads | {p['lwa']} | {p['answers']} | {p['distinct_tokens']} | 1 LWA call, one token for all | {verdict(p['lwa'] == 1 and p['answers'] == 48 and p['distinct_tokens'] == 1 and not p['errors'])} |
+| 50 threads, one process | {t["lwa"]} | {t["answers"]} | {t["distinct_tokens"]} | 1 LWA call, one token for all | {verdict(t["lwa"] == 1 and t["answers"] == 50 and t["distinct_tokens"] == 1 and not t["errors"])} |
+| 4 processes × 12 threads | {p["lwa"]} | {p["answers"]} | {p["distinct_tokens"]} | 1 LWA call, one token for all | {verdict(p["lwa"] == 1 and p["answers"] == 48 and p["distinct_tokens"] == 1 and not p["errors"])} |
 
 {footnote}
 """
@@ -772,7 +776,11 @@ def main() -> None:
         data = make_data(args.grants)
         print(f"set up {args.grants + HOT_GRANTS + 1:,} grants in {time.perf_counter() - started:.1f} s", flush=True)
 
-        server_env = {**os.environ, "DATABASE_URL": os.environ["BENCH_SANDBOX_DATABASE_URL"], "DJANGO_SETTINGS_MODULE": "spconnect.settings"}
+        server_env = {
+            **os.environ,
+            "DATABASE_URL": os.environ["BENCH_SANDBOX_DATABASE_URL"],
+            "DJANGO_SETTINGS_MODULE": "spconnect.settings",
+        }
         server = subprocess.Popen(
             [str(Path(sys.executable).with_name("gunicorn")), "spconnect.wsgi:application", "--bind", f"127.0.0.1:{port}",
              "--workers", str(args.server_workers), "--log-level", "warning", "--chdir", str(ROOT)],

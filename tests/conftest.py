@@ -12,9 +12,13 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -316,3 +320,32 @@ def read_output(call) -> str:
     buf = io.StringIO()
     call(stdout=buf)
     return buf.getvalue()
+
+
+# --- Other processes on a database file of their own -------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(database_url: str, **extra) -> dict:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite_template(tmp_path_factory) -> Path:
+    """A migrated SQLite file, made once; tests copy it (migrating takes seconds)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT, env=subprocess_env(f"sqlite:///{path}"), check=True, timeout=120,
+    )
+    return path
+
+
+@pytest.fixture
+def sqlite_file_db(migrated_sqlite_template, tmp_path) -> str:
+    path = tmp_path / "db.sqlite3"
+    shutil.copy(migrated_sqlite_template, path)
+    return f"sqlite:///{path}"

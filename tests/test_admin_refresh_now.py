@@ -66,7 +66,7 @@ def test_many_sellers_are_queued_not_refreshed_in_the_request(
     assert Event.objects.filter(kind=Event.Kind.REFRESH_REQUESTED, data__outcome="queued").count() == len(pairs)
 
     # The workers then refresh each one (forced: the tokens were still fresh) and say so in history.
-    for func, args, kwargs in queued:
+    for _func, args, kwargs in queued:
         grant_refresh_task(*args, force=kwargs["force"], actor=kwargs["actor"])
     assert len(amazon_calls.token_calls) == len(pairs)
     assert all(Grant.objects.get(pk=grant.pk).refresh_count == 1 for _, grant in pairs)

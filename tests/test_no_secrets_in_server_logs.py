@@ -23,8 +23,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
+from .conftest import ROOT
 from .test_e2e_http import browser_flow
-from .test_tokens import ROOT, migrated_sqlite_template, sqlite_file_db  # noqa: F401
 
 # Runs inside the server's environment, against its database: a tenant, a live invitation and
 # one that expired yesterday.

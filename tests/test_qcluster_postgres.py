@@ -17,8 +17,9 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
+from .conftest import ROOT, subprocess_env
 from .test_tasks import stop
-from .test_tokens import ROOT, postgres_test_db_url, subprocess_env
+from .test_tokens import postgres_test_db_url
 
 pytestmark = [
     pytest.mark.postgres(reason="two qcluster processes sharing one database and its row locks"),

@@ -19,8 +19,8 @@ import pytest
 import redis
 import requests
 
+from .conftest import ROOT, subprocess_env
 from .test_tasks import free_port, stop, wait_for_port
-from .test_tokens import ROOT, migrated_sqlite_template, sqlite_file_db, subprocess_env  # noqa: F401
 
 needs_redis_server = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import requests
 
-from .conftest import parse_form
+from .conftest import ROOT, parse_form
 from .test_tasks import free_port, stop, wait_for_port
-from .test_tokens import ROOT, migrated_sqlite_template, sqlite_file_db  # noqa: F401
 
 PAIRS = 6
 
@@ -97,7 +96,7 @@ def test_simultaneous_callbacks_for_one_seller_never_answer_database_is_locked(s
             pair = [callback_url(invite, spid), callback_url(invite, spid)]
             barrier = threading.Barrier(len(pair))
 
-            def land(browser: requests.Session, url: str) -> None:
+            def land(browser: requests.Session, url: str, barrier: threading.Barrier = barrier) -> None:
                 barrier.wait()
                 response = browser.get(url, timeout=60)
                 answers.append((response.status_code, response.text))

@@ -19,8 +19,8 @@ from sellers.schedules import SCHEDULES
 from sellers.services.tokens import access_token_cache_clear
 from sellers.tasks import grant_refresh_task, grants_refresh_due
 
-from .conftest import read_output
-from .test_tokens import ROOT, connected, migrated_sqlite_template, sqlite_file_db, subprocess_env  # noqa: F401
+from .conftest import ROOT, read_output, subprocess_env
+from .test_tokens import connected
 
 pytestmark = pytest.mark.django_db
 

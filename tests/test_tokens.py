@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -36,10 +35,8 @@ from sellers.services.tokens import (
 )
 from sellers.services.tokens import refresh as tokens
 
-from .conftest import INVENTORY, ORDERS, make_grant, make_seller, requires_postgres
+from .conftest import INVENTORY, ORDERS, ROOT, make_grant, make_seller, requires_postgres, subprocess_env
 from .flow import run_flow
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -490,30 +487,6 @@ for t in pool:
     t.join()
 print(json.dumps({"tokens": tokens, "errors": errors}))
 '''
-
-
-def subprocess_env(database_url: str, **extra) -> dict:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
-    env.update(extra)
-    return env
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite_template(tmp_path_factory) -> Path:
-    """A migrated SQLite file, made once; tests copy it (migrating takes seconds)."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "template.sqlite3"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT, env=subprocess_env(f"sqlite:///{path}"), check=True, timeout=120,
-    )
-    return path
-
-
-@pytest.fixture
-def sqlite_file_db(migrated_sqlite_template, tmp_path) -> str:
-    path = tmp_path / "db.sqlite3"
-    shutil.copy(migrated_sqlite_template, path)
-    return f"sqlite:///{path}"
 
 
 def postgres_test_db_url() -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_tokens import ROOT, migrated_sqlite_template, sqlite_file_db, subprocess_env  # noqa: F401
+from .conftest import ROOT, subprocess_env
 
 TASKS = 6
 TASK_SECONDS = 1.5

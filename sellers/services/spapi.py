@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from django.db import transaction
 
@@ -113,7 +114,11 @@ def grant_scope_refused(*, grant: Grant, scope: str, detail: str = "") -> bool:
     """Record that Amazon refused `scope` for this grant at call time. True when newly recorded."""
     seller = grant.seller
     with transaction.atomic():
-        locked = Grant.objects.select_for_update().only("id", "refused_scopes", "granted_scopes", "status", "authorized_at", "failing_since").get(pk=grant.pk)
+        locked = (
+            Grant.objects.select_for_update()
+            .only("id", "refused_scopes", "granted_scopes", "status", "authorized_at", "failing_since")
+            .get(pk=grant.pk)
+        )
         refused = list(locked.refused_scopes or [])
         if scope in refused:
             return False
@@ -180,7 +185,11 @@ def spapi_request(
             details = str(first.get("details") or first.get("message") or "")[:200] if isinstance(first, dict) else ""
         grant_scope_refused(grant=fresh, scope=needed, detail=details)
         raise ScopeNotGranted(seller=seller, scope=needed, path=path, refused_by_amazon=True)
-    raise SpapiError(f"Amazon refused {method} {path} for {seller.name} with a fresh token.", status_code=response.status_code, response=response)
+    raise SpapiError(
+        f"Amazon refused {method} {path} for {seller.name} with a fresh token.",
+        status_code=response.status_code,
+        response=response,
+    )
 
 
 # Callers catch one family for "could not call SP-API for this seller".
