@@ -1,4 +1,9 @@
-"""Tenants (agencies and their SP-API app), sellers, the grants they give, and their history."""
+"""Tenants (agencies and their SP-API app), sellers, the grants they give, and their history.
+
+One module, a little over 400 lines: these models refer to one another at every turn (a grant
+belongs to a seller of a tenant; events, invitations and identity reviews to all three), and
+Django's migrations and admin read them as one app. Behaviour lives in `sellers/services/`.
+"""
 
 from __future__ import annotations
 
