@@ -11,7 +11,7 @@ from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from sellers.admin import TenantScopedAdmin
+from sellers.admin.base import TenantScopedAdmin
 from sellers.models import IdentityReview
 from sellers.services.events import actor_for_user
 from sellers.services.reviews import ReviewClosed, identity_review_approve, identity_review_reject
