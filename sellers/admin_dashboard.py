@@ -1,5 +1,6 @@
 """The admin index dashboard: per tenant, sellers by status, required scopes held, and what the
-next 30 days bring (renewals due, refreshes failing), drawn as server-side SVG.
+next 30 days bring (renewals due, refreshes failing, refresh tasks lost in the last hour), drawn
+as server-side SVG.
 
 A fixed number of queries whatever the number of tenants, sellers or grants: everything is
 grouped by tenant in the database (`sellers.selectors`). No token column is ever read.
@@ -34,6 +35,7 @@ class TenantDashboard:
     scopes: list[tuple[str, int]] = field(default_factory=list)  # (required scope, sellers holding it)
     renewals: list[tuple[str, int]] = field(default_factory=list)  # (bucket label, count)
     failing: int = 0
+    refresh_lost: int = 0  # grants whose scheduled refresh task never reported back, last hour
     renewals_total: int = 0
 
     @property
@@ -56,7 +58,8 @@ class TenantDashboard:
     def upcoming_chart(self) -> SafeString:
         rows = [(label, n, "spc-bar-renewal") for label, n in self.renewals]
         rows.append(("Failing now", self.failing, "spc-bar-failing"))
-        return svg_bars(rows, title=f"Renewals due and failing refreshes of {self.tenant.name}")
+        rows.append(("Refresh tasks lost, 1 h", self.refresh_lost, "spc-bar-failing"))
+        return svg_bars(rows, title=f"Renewals due, failing refreshes and lost refresh tasks of {self.tenant.name}")
 
 
 def dashboards_for(access: TenantAccess, *, now=None) -> tuple[list[TenantDashboard], int]:
@@ -88,6 +91,7 @@ def _board(tenant: Tenant, by_status: dict[str, int], required: list[str], row: 
         total=sum(by_status.values()),
         authorized=row.get("authorized", 0),
         failing=row.get("failing", 0),
+        refresh_lost=row.get("refresh_lost", 0),
         scopes=[(s, row.get(f"scope_{scope_index[s]}", 0)) for s in required],
         renewals=renewals,
         renewals_total=sum(n for _, n in renewals),

@@ -206,6 +206,12 @@ class Grant(models.Model):
         null=True, blank=True, help_text="Backoff: no automatic refresh before this time."
     )
     last_error = models.CharField(max_length=500, blank=True)
+    refresh_claimed_until = models.DateTimeField(
+        null=True, blank=True, help_text="A scheduled refresh task is queued or running until then; not enqueued again."
+    )
+    refresh_lost_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a sweep last found a refresh task that never reported back."
+    )
     # Bumped on every token change; in-process caches compare it to know they are stale.
     version = models.PositiveIntegerField(default=1)
     # What SP-API last said about the account behind these tokens (store names, marketplace ids,
@@ -221,6 +227,16 @@ class Grant(models.Model):
             models.CheckConstraint(
                 condition=Q(status="active", revoked_at__isnull=True) | Q(status="revoked"),
                 name="grant_active_has_no_revoked_at",
+            ),
+        ]
+        # Partial: nearly every grant has neither, and sweeps and /healthz look only for those that do.
+        indexes = [
+            models.Index(
+                fields=["refresh_claimed_until"], name="grant_refresh_claim_idx",
+                condition=Q(refresh_claimed_until__isnull=False),
+            ),
+            models.Index(
+                fields=["refresh_lost_at"], name="grant_refresh_lost_idx", condition=Q(refresh_lost_at__isnull=False)
             ),
         ]
 

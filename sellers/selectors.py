@@ -144,6 +144,10 @@ def seller_open_links(*, seller_ids: Collection[int], now: datetime | None = Non
 # --- Token refresh ----------------------------------------------------------------------------
 
 
+# How far back the dashboard and /healthz count lost refresh tasks.
+REFRESH_LOST_PERIOD = timedelta(hours=1)
+
+
 def refresh_window() -> timedelta:
     """How long before expiry an access token is refreshed: the refresh window, never less than
     the margin under which a token is no longer handed out."""
@@ -175,6 +179,17 @@ def grants_due(*, tenant: Tenant | None = None, now: datetime | None = None) -> 
     if probes:
         return Grant.objects.filter(Q(pk__in=healthy.values("pk")) | Q(pk__in=probes)).order_by("access_token_expires_at", "pk")
     return healthy.order_by("access_token_expires_at", "pk")
+
+
+def refresh_lost_q(*, since: datetime, now: datetime) -> Q:
+    """A grant whose scheduled refresh task never reported back within its window, noticed by a
+    sweep since `since` (`refresh_lost_at`) or expired and not yet noticed (the claim still set)."""
+    return Q(refresh_lost_at__gte=since) | Q(refresh_claimed_until__lte=now)
+
+
+def grants_refresh_lost_count(*, since: datetime, now: datetime | None = None) -> int:
+    """How many grants lost a scheduled refresh task since `since` (see `refresh_lost_q`)."""
+    return Grant.objects.filter(refresh_lost_q(since=since, now=now or timezone.now())).count()
 
 
 # --- Re-authorization campaigns ---------------------------------------------------------------
@@ -244,12 +259,14 @@ def seller_counts_by_status(*, tenant_ids: Collection[int]) -> dict[int, dict[st
 def grant_figures_by_tenant(
     *, tenant_ids: Collection[int], now: datetime, renewal_buckets: Iterable[tuple[int, int]]
 ) -> dict[int, dict[str, int]]:
-    """Per tenant, in one grouped query: `authorized` (active grants), `failing`, `scope_<i>`
+    """Per tenant, in one grouped query: `authorized` (active grants), `failing`, `refresh_lost`
+    (grants whose scheduled refresh task was lost in the last REFRESH_LOST_PERIOD), `scope_<i>`
     (active grants holding the i-th catalog scope) and `renewal_<i>` (active grants whose renewal
     falls due in the i-th [start, end) days from `now`)."""
     aggregates = {
         "authorized": Count("id", filter=Q(status=Grant.Status.ACTIVE)),
         "failing": Count("id", filter=Q(status=Grant.Status.ACTIVE, failing_since__isnull=False)),
+        "refresh_lost": Count("id", filter=refresh_lost_q(since=now - REFRESH_LOST_PERIOD, now=now)),
     }
     for i, scope in enumerate(CATALOG):
         aggregates[f"scope_{i}"] = Count("id", filter=scope_held_q(scope))

@@ -1,5 +1,9 @@
 """/healthz for load balancers and orchestrators: 200 when the database and the task broker
-answer, 503 otherwise. It names which one failed, never how (no hosts, no credentials)."""
+answer, 503 otherwise. It names which one failed, never how (no hosts, no credentials).
+
+With the database up it also reports, as detail that never changes the status, how many grants
+lost a scheduled refresh task in the last hour: a worker or a broker losing tasks is not an
+outage of this process, but must not go unnoticed."""
 
 from __future__ import annotations
 
@@ -10,8 +14,11 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from sellers.selectors import REFRESH_LOST_PERIOD, grants_refresh_lost_count
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +78,25 @@ def broker_check() -> bool:
     return True
 
 
+def refresh_lost_count() -> int | None:
+    """Grants whose scheduled refresh task was lost in the last hour; None when unreadable."""
+    try:
+        return grants_refresh_lost_count(since=timezone.now() - REFRESH_LOST_PERIOD)
+    except DatabaseError as exc:
+        logger.warning("Health check: lost refresh tasks not counted (%s)", type(exc).__name__)
+        return None
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     checks = {"database": database_check(), "broker": broker_check()}
     healthy = all(checks.values())
-    return JsonResponse(
-        {
-            "status": "ok" if healthy else "unavailable",
-            "checks": {name: "ok" if ok else "unreachable" for name, ok in checks.items()},
-        },
-        status=200 if healthy else 503,
-    )
+    body: dict[str, object] = {
+        "status": "ok" if healthy else "unavailable",
+        "checks": {name: "ok" if ok else "unreachable" for name, ok in checks.items()},
+    }
+    lost = refresh_lost_count() if checks["database"] else None
+    if lost is not None:
+        body["detail"] = {"refresh_tasks_lost_last_hour": lost}
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -304,6 +304,13 @@ SPCONNECT_RENEWAL_WINDOW_DAYS = env.int("SPCONNECT_RENEWAL_WINDOW_DAYS", default
 SPCONNECT_ACCESS_TOKEN_MARGIN_SECONDS = env.int("SPCONNECT_ACCESS_TOKEN_MARGIN_SECONDS", default=300)
 SPCONNECT_REFRESH_WINDOW_SECONDS = env.int("SPCONNECT_REFRESH_WINDOW_SECONDS", default=900)
 SPCONNECT_FAILING_THRESHOLD = env.int("SPCONNECT_FAILING_THRESHOLD", default=3)
+# How long a scheduled refresh task may take to report back before the sweep counts it lost and
+# enqueues its grant again. A little under two sweeps (5 min apart, each up to 30 s late: the
+# scheduler looks twice a minute), so a lost task is retried by the second sweep after it. It must
+# cover a task's wait in the queue plus its run (60 s at most), or a slow task counts as lost.
+SPCONNECT_REFRESH_CLAIM_SECONDS = env.int("SPCONNECT_REFRESH_CLAIM_SECONDS", default=540)
+if SPCONNECT_REFRESH_CLAIM_SECONDS < 60:
+    raise ImproperlyConfigured("SPCONNECT_REFRESH_CLAIM_SECONDS must be 60 or more (the task timeout).")
 # Webhooks go to public https hosts only (sellers/validators.py); true allows a local receiver.
 SPCONNECT_WEBHOOK_ALLOW_PRIVATE = env.bool("SPCONNECT_WEBHOOK_ALLOW_PRIVATE", default=False)
 

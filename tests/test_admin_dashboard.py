@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -44,6 +45,20 @@ def test_dashboard_counts(acme, make_user):
     assert dict(board.scopes) == {ORDERS: 6, INVENTORY: 4}
     assert board.renewals_total == 2  # authorized 350 days ago: due in 15 days
     assert board.failing == 1
+
+
+def test_dashboard_shows_refresh_tasks_lost_in_the_last_hour(acme, make_user, client):
+    populate(acme, 4)
+    now = timezone.now()
+    grants = list(Grant.objects.filter(seller__tenant=acme).order_by("pk"))
+    Grant.objects.filter(pk=grants[0].pk).update(refresh_lost_at=now - timedelta(minutes=10))
+    Grant.objects.filter(pk=grants[1].pk).update(refresh_claimed_until=now - timedelta(minutes=1))
+    Grant.objects.filter(pk=grants[2].pk).update(refresh_lost_at=now - timedelta(hours=2))
+    [board], _ = dashboards_for(tenant_access(make_user("root", superuser=True)))
+    assert board.refresh_lost == 2
+    client.force_login(make_user("vi", tenant=acme, role=Role.VIEWER))
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "2 refresh tasks lost in the last hour" in html and "Refresh tasks lost, 1 h" in html
 
 
 def test_dashboard_on_the_index_for_each_visible_tenant_only(acme, make_user, client):

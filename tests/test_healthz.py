@@ -8,10 +8,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,8 +43,26 @@ def probe(env: dict) -> dict:
 def test_healthy_when_database_and_broker_answer(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert response.json() == {
+        "status": "ok", "checks": {"database": "ok", "broker": "ok"}, "detail": {"refresh_tasks_lost_last_hour": 0},
+    }
     assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_detail_counts_grants_that_lost_a_refresh_task_in_the_last_hour_without_failing(client, tenant):
+    from sellers.models import Grant
+    from tests.conftest import make_grant, make_seller
+
+    now = timezone.now()
+    noticed, expired, long_ago, claimed = (make_grant(make_seller(tenant, name)) for name in ("A", "B", "C", "D"))
+    Grant.objects.filter(pk=noticed.pk).update(refresh_lost_at=now - timedelta(minutes=50))
+    Grant.objects.filter(pk=expired.pk).update(refresh_claimed_until=now - timedelta(seconds=1))  # no sweep yet
+    Grant.objects.filter(pk=long_ago.pk).update(refresh_lost_at=now - timedelta(minutes=70))
+    Grant.objects.filter(pk=claimed.pk).update(refresh_claimed_until=now + timedelta(minutes=5))  # still queued
+    response = client.get("/healthz")
+    assert response.status_code == 200  # lost tasks are not an outage of this process
+    assert response.json()["detail"] == {"refresh_tasks_lost_last_hour": 2}
 
 
 @pytest.mark.django_db
@@ -50,7 +70,10 @@ def test_503_when_the_redis_broker_is_unreachable(client, settings):
     settings.Q_CLUSTER = {k: v for k, v in settings.Q_CLUSTER.items() if k != "orm"} | {"redis": "redis://127.0.0.1:1/0"}
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "checks": {"database": "ok", "broker": "unreachable"}}
+    assert response.json() == {
+        "status": "unavailable", "checks": {"database": "ok", "broker": "unreachable"},
+        "detail": {"refresh_tasks_lost_last_hour": 0},
+    }
     assert b"127.0.0.1" not in response.content  # says which, never where
 
 

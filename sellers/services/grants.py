@@ -133,8 +133,14 @@ def _grant_replace(
         account_fingerprint=fingerprint.as_json() if fingerprint is not None else {},
         account_checked_at=now if fingerprint is not None else None,
     )
-    # Deferred: every token is replaced, so one that no longer decrypts must not stop that.
-    grant = Grant.objects.defer("refresh_token", "access_token", "mws_auth_token").filter(seller=seller).first()
+    # Deferred: every token is replaced, so one that no longer decrypts must not stop that. The
+    # refresh claims too, so that save() (which then writes loaded fields only) cannot put back a
+    # claim a refresh task released meanwhile.
+    grant = (
+        Grant.objects.defer("refresh_token", "access_token", "mws_auth_token", "refresh_claimed_until", "refresh_lost_at")
+        .filter(seller=seller)
+        .first()
+    )
     if grant is None:
         return Grant.objects.create(seller=seller, **values), False
     for key, value in values.items():
