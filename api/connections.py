@@ -138,12 +138,23 @@ def connections_page(
 # --- Access tokens ---------------------------------------------------------------------------
 
 
+TOKEN_PATH_FIELDS = (
+    "id", "tenant_id", "public_id", "name", "region", "selling_partner_id", "status",
+    "grant__id", "grant__seller_id", "grant__status", "grant__access_token", "grant__access_token_expires_at",
+    "grant__authorized_at", "grant__version",
+)
+
+
 def connection_for_token(*, tenant_id: int, connection_id: UUID) -> Seller | None:
-    """The seller with its grant and access token (the only encrypted column decrypted): one query."""
+    """The seller with its grant and access token (the only encrypted column decrypted): one query.
+
+    Only the columns the endpoint reads: compiling and reading all fifty of two tables' columns
+    was most of this hot path's cost (`bench/bench_api.py`). Anything else is read on demand.
+    """
     rows = (
         Seller.objects.filter(tenant_id=tenant_id, public_id=connection_id)
         .select_related("grant")
-        .defer("grant__refresh_token", "grant__mws_auth_token")
+        .only(*TOKEN_PATH_FIELDS)
         .order_by()  # unique: no ORDER BY to compile
     )
     try:
