@@ -172,7 +172,7 @@ def _locked_open(review: IdentityReview, now: datetime) -> IdentityReview:
     first, outside the decision's transaction, so an expiry is kept although the decision is
     refused."""
     current = (
-        IdentityReview.objects.select_for_update()
+        IdentityReview.objects.select_for_update(of=("self",))
         .select_related("seller", "seller__tenant", "holder")
         .defer(*HELD_FIELDS)
         .get(pk=review.pk)
@@ -309,7 +309,7 @@ def identity_reviews_expire(*, now: datetime | None = None, pks: list[int] | Non
     for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
             review = (
-                IdentityReview.objects.select_for_update().select_related("seller").defer(*HELD_FIELDS)
+                IdentityReview.objects.select_for_update(of=("self",)).select_related("seller").defer(*HELD_FIELDS)
                 .filter(pk=pk, status=IdentityReview.Status.OPEN).first()
             )
             if review is not None:
