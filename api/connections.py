@@ -5,12 +5,14 @@ Reads never decrypt a token except the one handed out by `connection_access_toke
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.core import signing
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -138,29 +140,84 @@ def connections_page(
 # --- Access tokens ---------------------------------------------------------------------------
 
 
-TOKEN_PATH_FIELDS = (
-    "id", "tenant_id", "public_id", "name", "region", "selling_partner_id", "status",
-    "grant__id", "grant__seller_id", "grant__status", "grant__access_token", "grant__access_token_expires_at",
-    "grant__authorized_at", "grant__version",
-)
+# What the token endpoint reads: nothing else is loaded (anything else is read on demand).
+TOKEN_PATH_SELLER_FIELDS = ("id", "tenant", "public_id", "name", "region", "selling_partner_id", "status")
+TOKEN_PATH_GRANT_FIELDS = ("id", "seller", "status", "access_token", "access_token_expires_at", "authorized_at", "version")
+
+
+def _in_model_order(model, names: tuple[str, ...]) -> list:
+    wanted = set(names)
+    return [f for f in model._meta.concrete_fields if f.name in wanted]
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """One model's columns in the token query, with the converters the ORM would apply to them
+    (datetimes and UUIDs on SQLite, the strict decryption of encrypted fields)."""
+
+    model: type
+    attnames: list[str]
+    converters: list[tuple]
+
+    def instance(self, values):
+        converted = []
+        for (converters, col), value in zip(self.converters, values, strict=True):
+            for convert in converters:
+                value = convert(value, col, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, self.attnames, converted)
+
+
+def _columns(model, names: tuple[str, ...]) -> _Columns:
+    fields = _in_model_order(model, names)
+    converters = []
+    for field in fields:
+        col = field.get_col(model._meta.db_table)
+        converters.append((connection.ops.get_db_converters(col) + field.get_db_converters(connection), col))
+    return _Columns(model, [f.attname for f in fields], converters)
+
+
+@functools.cache
+def _token_path_sql(vendor: str) -> tuple[str, _Columns, _Columns]:
+    """The one SELECT of the token endpoint, built once per database vendor from the models."""
+    qn = connection.ops.quote_name
+    seller_fields = _in_model_order(Seller, TOKEN_PATH_SELLER_FIELDS)
+    grant_fields = _in_model_order(Grant, TOKEN_PATH_GRANT_FIELDS)
+    columns = [f"s.{qn(f.column)}" for f in seller_fields] + [f"g.{qn(f.column)}" for f in grant_fields]
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {qn(Seller._meta.db_table)} s "
+        f"LEFT JOIN {qn(Grant._meta.db_table)} g ON g.{qn(Grant._meta.get_field('seller').column)} = s.{qn('id')} "
+        f"WHERE s.{qn(Seller._meta.get_field('tenant').column)} = %s AND s.{qn(Seller._meta.get_field('public_id').column)} = %s"
+    )
+    return sql, _columns(Seller, TOKEN_PATH_SELLER_FIELDS), _columns(Grant, TOKEN_PATH_GRANT_FIELDS)
 
 
 def connection_for_token(*, tenant_id: int, connection_id: UUID) -> Seller | None:
     """The seller with its grant and access token (the only encrypted column decrypted): one query.
 
-    Only the columns the endpoint reads: compiling and reading all fifty of two tables' columns
-    was most of this hot path's cost (`bench/bench_api.py`). Anything else is read on demand.
+    Hand-built from the models' own metadata rather than compiled by the ORM on every call:
+    compiling the join took most of this hot path's time, and the token endpoint must keep up
+    with a trivial authenticated view (`bench/bench_api.py`; `tests/test_api_token_cost.py`
+    checks it reads what the ORM would).
     """
-    rows = (
-        Seller.objects.filter(tenant_id=tenant_id, public_id=connection_id)
-        .select_related("grant")
-        .only(*TOKEN_PATH_FIELDS)
-        .order_by()  # unique: no ORDER BY to compile
-    )
+    sql, seller_columns, grant_columns = _token_path_sql(connection.vendor)
+    public_id = Seller._meta.get_field("public_id").get_db_prep_value(connection_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tenant_id, public_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
     try:
-        return next(iter(rows), None)
+        split = len(seller_columns.attnames)
+        seller = seller_columns.instance(row[:split])
+        grant = grant_columns.instance(row[split:]) if row[split] is not None else None
     except UndecryptableValue:
         raise TokenUnavailable(UNDECRYPTABLE_DETAIL) from None
+    # As select_related would: seller.grant answers from memory (or raises DoesNotExist).
+    Seller.grant.related.set_cached_value(seller, grant)
+    if grant is not None:
+        Grant.seller.field.set_cached_value(grant, seller)
+    return seller
 
 
 def _lasts(grant: Grant, now: datetime, min_ttl: int) -> bool:

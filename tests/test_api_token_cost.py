@@ -39,3 +39,33 @@ def test_last_used_at_costs_one_update_a_minute(tenant, django_assert_num_querie
         assert client.get("/api/v1/connections").status_code == 200
     with django_assert_num_queries(2):
         assert client.get("/api/v1/connections").status_code == 200
+
+
+def test_the_token_query_reads_what_the_orm_would(tenant, other_tenant):
+    """The hot path reads its one row without the ORM compiler: same values, same types, on
+    either database (UUIDs and datetimes come back as SQLite strings without the converters)."""
+    from api.connections import TOKEN_PATH_GRANT_FIELDS, TOKEN_PATH_SELLER_FIELDS, connection_for_token, grant_of
+    from sellers.models import Grant, Seller
+    from sellers.services.tokens import TokenUnavailable
+
+    seller = make_seller(tenant, "Typed", spid="A1TYPED", region="eu")
+    make_grant(seller, expires_in=1234)
+    pending = make_seller(tenant, "Pending")
+    read = connection_for_token(tenant_id=tenant.pk, connection_id=seller.public_id)
+    orm = Seller.objects.select_related("grant").get(pk=seller.pk)
+    for name in TOKEN_PATH_SELLER_FIELDS:
+        attname = Seller._meta.get_field(name).attname
+        assert getattr(read, attname) == getattr(orm, attname) and type(getattr(read, attname)) is type(getattr(orm, attname))
+    for name in TOKEN_PATH_GRANT_FIELDS:
+        attname = Grant._meta.get_field(name).attname
+        assert getattr(read.grant, attname) == getattr(orm.grant, attname)
+    assert read.grant.seller is read
+    assert grant_of(connection_for_token(tenant_id=tenant.pk, connection_id=pending.public_id)) is None
+    assert connection_for_token(tenant_id=other_tenant.pk, connection_id=seller.public_id) is None
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE sellers_grant SET access_token = %s WHERE id = %s", ["gAAAAABnot-a-fernet-token", orm.grant.pk])
+    with pytest.raises(TokenUnavailable):
+        connection_for_token(tenant_id=tenant.pk, connection_id=seller.public_id)
