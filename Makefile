@@ -46,7 +46,7 @@ test: install node_modules/.installed ## Run the test suite, browser tests inclu
 test-browser: install node_modules/.installed ## Run only the browser tests (Chromium at /usr/bin/chromium), one line each
 	$(PY) -m pytest -v -m browser tests/browser $(PYTEST_ARGS)
 
-serve: install ## Production: migrate, collect static, then gunicorn + qcluster (env: docs/deployment.md)
+serve: install ## Production: migrate, collect static, then gunicorn + the django-q2 workers (manage.py worker) (env: docs/deployment.md)
 	bin/serve.sh all
 
 lint: install ## ruff (lint and import order) and mypy with django-stubs; both must be clean (configuration: pyproject.toml)

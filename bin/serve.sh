@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run spconnect in production: gunicorn for the web, django-q2's qcluster for the workers.
+# Run spconnect in production: gunicorn for the web, django-q2's cluster for the workers (manage.py worker).
 #
 #   bin/serve.sh release   once per deploy: migrate, collect static files, schedules, check --deploy
 #   bin/serve.sh web       one web process group (gunicorn); run it on every web machine

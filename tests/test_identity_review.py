@@ -450,3 +450,51 @@ def test_an_undecryptable_review_still_expires(client, tenant):
     IdentityReview.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert identity_reviews_expire() == 1
     assert IdentityReview.objects.get(pk=first.pk).status == "expired"
+
+
+@pytest.mark.django_db(transaction=True)  # emails leave on commit
+def test_two_unverifiable_attempts_are_two_reviews(client, tenant, make_user, amazon_calls, mailoutbox):
+    """Nobody knows whose account an unverifiable authorization is: a second one must never
+    replace the first's tokens under staff's eyes."""
+    user = make_user("boss", tenant=tenant)
+    user.email = "boss@agency.example"
+    user.save(update_fields=["email"])
+    review = _open_review(client, tenant)
+    link, _ = reauthorization_link_get_or_create(seller=review.seller)
+    for account in ("A1SHOP", "A1OTHER"):
+        amazon_calls.script(url_contains="/sellers/v1/marketplaceParticipations", status=503, body={"errors": []})
+        assert HELD in _callback(client, link.url, account=account, claim="A1SHOP").content.decode()
+    unverified = IdentityReview.objects.filter(seller=review.seller, new_fingerprint={})
+    assert unverified.count() == 2
+    assert len([m for m in mailoutbox if "Confirm the Amazon account" in m.subject]) == 3
+
+
+@pytest.mark.django_db
+def test_approval_is_refused_when_the_held_tokens_now_show_another_account(client, tenant, amazon_calls):
+    review = _open_review(client, tenant)
+    before = Grant.objects.get(seller=review.seller)
+    amazon_calls.script(
+        url_contains="/sellers/v1/marketplaceParticipations",
+        body={"payload": [{"marketplace": {"id": "ATVPDKIKX0DER"}, "storeName": "Someone Else"}]},
+    )
+    with pytest.raises(ReviewClosed, match="another account"):
+        identity_review_approve(review=review, actor="staff:boss")
+    assert unchanged(review.seller, before) and IdentityReview.objects.get(pk=review.pk).status == "open"
+
+
+@pytest.mark.django_db
+def test_approval_is_refused_when_the_id_was_taken_meanwhile(client, tenant):
+    from .conftest import make_seller
+
+    owner = invitation_create(tenant=tenant, name="Owner")
+    squatter = _seed_connected(client, tenant, "Squatter", "A1SQUAT")
+    Seller.objects.filter(pk=squatter.pk).update(selling_partner_id="A1WANTED")
+    assert HELD in _callback(client, owner.url, account="A1WANTED", claim="A1WANTED").content.decode()
+    review = IdentityReview.objects.get(seller=owner.seller)
+    make_seller(tenant, "Late binder", spid="A1WANTED", region="eu")  # another region: not a holder
+    Seller.objects.filter(pk=squatter.pk).update(selling_partner_id="")  # the holder let it go …
+    late = make_seller(tenant, "Third", spid="A1WANTED")  # … and a third seller took it
+    with pytest.raises(ReviewClosed, match="another seller"):
+        identity_review_approve(review=review, actor="staff:boss")
+    assert Seller.objects.get(pk=late.pk).selling_partner_id == "A1WANTED"
+    assert Seller.objects.get(pk=owner.seller.pk).selling_partner_id == ""

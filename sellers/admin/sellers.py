@@ -13,6 +13,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -171,7 +172,7 @@ class SellerAdmin(SellerActionsAdmin):
     def identity_reviews(self, obj):
         """Authorizations held because their account could not be confirmed, waiting for staff."""
         waiting = list(
-            IdentityReview.objects.filter(seller=obj, status=IdentityReview.Status.OPEN)
+            IdentityReview.objects.filter(Q(seller=obj) | Q(holder=obj), status=IdentityReview.Status.OPEN)
             .only("pk", "selling_partner_id", "expires_at")
             .order_by("expires_at")
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -95,7 +95,9 @@ def identity_review_open(
         seller=seller, holder=holder, selling_partner_id=selling_partner_id, region=region,
         status=IdentityReview.Status.OPEN, expires_at__gt=now,
     ).only("pk", "new_fingerprint", "public_id", "reason")
-    existing = next((r for r in open_same if r.new_fingerprint == new_json), None)
+    # Only a known account is "the same account trying again": two authorizations nobody could
+    # check may be two different people, and the second must not replace what staff will see.
+    existing = next((r for r in open_same if new_json.get("store_names") and r.new_fingerprint == new_json), None)
     if existing is not None:
         return _held_replace(existing, held=held, seller=seller, selling_partner_id=selling_partner_id)
     review = IdentityReview.objects.create(
@@ -205,6 +207,14 @@ def _release(holder: Seller, *, to: Seller, selling_partner_id: str, actor: str)
 def _still_as_reviewed(review: IdentityReview) -> None:
     """Refuse to act on a picture that is no longer true."""
     holder = review.holder
+    if review.selling_partner_id:
+        taken = Seller.objects.filter(
+            tenant_id=review.tenant_id, region=review.region, selling_partner_id=review.selling_partner_id
+        ).exclude(pk__in=[review.seller_id, review.holder_id or 0])
+        if taken.exists():
+            raise ReviewClosed(
+                f"{review.selling_partner_id} was connected to another seller since this review opened; it can only be rejected now."
+            )
     if _grant_version(review.seller) != review.seller_grant_version:
         raise ReviewClosed(
             f"{review.seller.name}'s connection changed since this review opened; it can only be rejected now."
@@ -219,8 +229,14 @@ def identity_review_approve(*, review: IdentityReview, actor: str) -> Authorizat
     """The held authorization becomes the seller's grant, replacing whatever was there."""
     now = timezone.now()
     _expire_if_due(review, now)
-    with transaction.atomic():
-        return _approve(_locked_open(review, now), actor=actor, now=now)
+    try:
+        with transaction.atomic():
+            return _approve(_locked_open(review, now), actor=actor, now=now)
+    except IntegrityError:
+        # Another seller took the id between the check and the store: nothing was changed.
+        raise ReviewClosed(
+            f"{review.selling_partner_id} was connected to another seller meanwhile; it can only be rejected now."
+        ) from None
 
 
 def _held_token(review: IdentityReview, now: datetime) -> tuple[amazon.TokenResponse, str]:
@@ -247,7 +263,11 @@ def _approve(review: IdentityReview, *, actor: str, now: datetime) -> Authorizat
     # What the approved tokens' account is, asked now if they still answer: the grant must
     # never keep describing the account it replaced.
     live = account_fingerprint(region=review.region, access_token=token.access_token) if token.expires_in else None
-    fingerprint = live or AccountFingerprint.from_json(review.new_fingerprint)
+    shown = AccountFingerprint.from_json(review.new_fingerprint)
+    if live is not None and live.store_names and shown is not None and shown.store_names and live != shown:
+        # Staff decided on what the review showed; tokens that now show another account are not that.
+        raise ReviewClosed("The held authorization now shows another account than the one compared; reject it.")
+    fingerprint = live or shown
     outcome = grant_store_authorization(
         seller=seller,
         token=token,
