@@ -219,6 +219,12 @@ def _code_exchange(*, state: OAuthState, code: str, target: CallbackTarget) -> a
 SECRET_GRANT_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
 
 
+def _grant_version(seller: Seller | None) -> int | None:
+    if seller is None:
+        return None
+    return Grant.objects.filter(seller=seller).values_list("version", flat=True).first()
+
+
 def _grant_of(seller: Seller | None) -> Grant | None:
     # Tokens deferred: a grant that no longer decrypts is still compared (by its recorded
     # fingerprint) and replaced, never a 500 for the seller trying to reconnect.
@@ -278,11 +284,20 @@ def _authorization_store(
     mws_auth_token: str,
     verification: str,
     fingerprint: AccountFingerprint | None,
+    checked_version: int | None,
 ) -> AuthorizationOutcome:
-    """Store the grant (creating the seller in the Amazon-initiated flow); a full one completes the link."""
+    """Store the grant (creating the seller in the Amazon-initiated flow); a full one completes the link.
+
+    `checked_version`: the seller's grant as the account check saw it (None: no grant). Another
+    callback may have stored one since; under the seller's lock, anything else fails closed.
+    """
     try:
         with transaction.atomic():
             seller = target.seller
+            if seller is not None:
+                Seller.objects.select_for_update().filter(pk=seller.pk).exists()
+                if _grant_version(seller) != checked_version:
+                    raise CallbackFailed("connected_concurrently")
             if seller is None:
                 seller = Seller.objects.create(
                     tenant=state.tenant, region=state.region, selling_partner_id=target.selling_partner_id,
@@ -318,6 +333,7 @@ def callback_complete(
     token = _code_exchange(state=state, code=code, target=target)
     # Asked in the state's region: a token of another region cannot answer there.
     new = account_fingerprint(region=state.region, access_token=token.access_token)
+    checked_version = _grant_version(target.seller)
     check = _account_check(state=state, target=target, new=new)
     verification = ""
     if check is not None:
@@ -328,7 +344,8 @@ def callback_complete(
             raise CallbackFailed("account_in_use")
         verification = check.detail
     return _authorization_store(
-        state=state, target=target, token=token, mws_auth_token=mws_auth_token, verification=verification, fingerprint=new
+        state=state, target=target, token=token, mws_auth_token=mws_auth_token, verification=verification,
+        fingerprint=new, checked_version=checked_version,
     )
 
 

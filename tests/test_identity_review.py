@@ -498,3 +498,24 @@ def test_approval_is_refused_when_the_id_was_taken_meanwhile(client, tenant):
         identity_review_approve(review=review, actor="staff:boss")
     assert Seller.objects.get(pk=late.pk).selling_partner_id == "A1WANTED"
     assert Seller.objects.get(pk=owner.seller.pk).selling_partner_id == ""
+
+
+@pytest.mark.django_db
+def test_a_grant_stored_by_another_callback_after_the_check_is_never_overwritten(client, tenant, monkeypatch):
+    """Two first bindings at once: the one whose check saw no grant must not replace the other's."""
+    import authflow.flows as flows
+
+    from .conftest import make_grant
+
+    invitation = invitation_create(tenant=tenant, name="Raced")
+    real_check = flows._account_check
+
+    def check_then_lose_the_race(*, state, target, new):
+        result = real_check(state=state, target=target, new=new)
+        make_grant(target.seller, refresh_token="Atzr|the-other-callback-0123456789")
+        return result
+
+    monkeypatch.setattr(flows, "_account_check", check_then_lose_the_race)
+    page = _callback(client, invitation.url, account="A1RACE")
+    assert page.status_code == 400 and "at the same moment" in page.content.decode()
+    assert Grant.objects.get(seller=invitation.seller).refresh_token == "Atzr|the-other-callback-0123456789"
