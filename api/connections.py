@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sellers.fields import UndecryptableValue
-from sellers.models import Grant, Seller
+from sellers.models import TOKEN_FIELDS, Grant, Seller
 from sellers.selectors import required_scopes
 from sellers.services.status import missing_required_scopes
 from sellers.services.tokens import (
@@ -32,7 +32,7 @@ from sellers.services.tokens import (
 
 # Encrypted columns a connection record never needs; the access token is read only by the token
 # endpoint, which needs nothing else encrypted.
-_TOKEN_COLUMNS = ("grant__refresh_token", "grant__access_token", "grant__mws_auth_token")
+_TOKEN_COLUMNS = tuple(f"grant__{name}" for name in TOKEN_FIELDS)
 _CURSOR_SALT = "api.connections.cursor"
 
 

@@ -19,8 +19,8 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
-from sellers.models import Event, Grant, Invitation, Seller, Tenant
-from sellers.selectors import requested_scopes
+from sellers.models import TOKEN_FIELDS, Event, Grant, Invitation, Seller, Tenant
+from sellers.selectors import grant_version, requested_scopes
 from sellers.services.credentials import tenant_lwa_call
 from sellers.services.events import event_record
 from sellers.services.grants import AuthorizationOutcome, grant_store_authorization
@@ -216,21 +216,12 @@ def _code_exchange(*, state: OAuthState, code: str, target: CallbackTarget) -> a
     return token
 
 
-SECRET_GRANT_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
-
-
-def _grant_version(seller: Seller | None) -> int | None:
-    if seller is None:
-        return None
-    return Grant.objects.filter(seller=seller).values_list("version", flat=True).first()
-
-
 def _grant_of(seller: Seller | None) -> Grant | None:
     # Tokens deferred: a grant that no longer decrypts is still compared (by its recorded
     # fingerprint) and replaced, never a 500 for the seller trying to reconnect.
     if seller is None:
         return None
-    return Grant.objects.defer(*SECRET_GRANT_FIELDS).filter(seller=seller).first()
+    return Grant.objects.defer(*TOKEN_FIELDS).filter(seller=seller).first()
 
 
 def _account_check(*, state: OAuthState, target: CallbackTarget, new: AccountFingerprint | None) -> AccountCheck | None:
@@ -296,7 +287,7 @@ def _authorization_store(
             seller = target.seller
             if seller is not None:
                 Seller.objects.select_for_update().filter(pk=seller.pk).exists()
-                if _grant_version(seller) != checked_version:
+                if grant_version(seller=seller) != checked_version:
                     raise CallbackFailed("connected_concurrently")
             if seller is None:
                 seller = Seller.objects.create(
@@ -333,7 +324,7 @@ def callback_complete(
     token = _code_exchange(state=state, code=code, target=target)
     # Asked in the state's region: a token of another region cannot answer there.
     new = account_fingerprint(region=state.region, access_token=token.access_token)
-    checked_version = _grant_version(target.seller)
+    checked_version = grant_version(seller=target.seller)
     check = _account_check(state=state, target=target, new=new)
     verification = ""
     if check is not None:

@@ -21,6 +21,10 @@ from .fields import EncryptedTextField
 from .scopes import SCOPE_CHOICES
 from .validators import validate_webhook_url
 
+# The encrypted token columns of Grant and IdentityReview. Every read that does not hand a token
+# out defers them: decrypting is slow, and a value that no longer decrypts must not stop it.
+TOKEN_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
+
 
 class Region(models.TextChoices):
     NA = "na", "North America"

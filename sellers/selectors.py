@@ -133,6 +133,13 @@ def sellers_to_expire(*, now: datetime) -> QuerySet[Seller]:
 # --- Links ------------------------------------------------------------------------------------
 
 
+def grant_version(*, seller: Seller | None) -> int | None:
+    """The version of the seller's grant (None: no grant), without reading any token."""
+    if seller is None:
+        return None
+    return Grant.objects.filter(seller=seller).values_list("version", flat=True).first()
+
+
 def seller_open_links(*, seller_ids: Collection[int], now: datetime | None = None) -> QuerySet[Invitation]:
     """The sellers' links that can still be used (unexpired, not completed), each seller's
     newest first: the first row per seller is its open link."""

@@ -12,10 +12,11 @@ from django.contrib import admin
 from django.contrib.admin import helpers
 from django.http import Http404
 
+from sellers.models import TOKEN_FIELDS
 from sellers.tenancy import Role, tenant_access
 
 # Encrypted columns never read by list pages: decrypting them is slow and they must not show.
-GRANT_SECRET_FIELDS = ("grant__refresh_token", "grant__access_token", "grant__mws_auth_token")
+GRANT_SECRET_FIELDS = tuple(f"grant__{name}" for name in TOKEN_FIELDS)
 TENANT_SECRET_FIELDS = ("client_secret", "previous_client_secret", "webhook_secret")
 UNDECRYPTABLE_NOTE = (
     "The stored tokens cannot be decrypted with the configured keys (FIELD_ENCRYPTION_KEY): refreshes "

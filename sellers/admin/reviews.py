@@ -12,12 +12,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from sellers.admin.base import TenantScopedAdmin
-from sellers.models import IdentityReview
+from sellers.models import TOKEN_FIELDS, IdentityReview
 from sellers.services.events import actor_for_user
 from sellers.services.reviews import ReviewClosed, identity_review_approve, identity_review_reject
 from sellers.tenancy import Role, tenant_access
-
-HELD_SECRET_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
 
 
 def _fingerprint_html(data: dict) -> str:
@@ -50,7 +48,7 @@ class IdentityReviewAdmin(TenantScopedAdmin):
     change_form_template = "admin/sellers/identityreview/change_form.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("seller", "holder", "tenant").defer(*HELD_SECRET_FIELDS)
+        return super().get_queryset(request).select_related("seller", "holder", "tenant").defer(*TOKEN_FIELDS)
 
     @admin.display(description="Accounts side by side")
     def accounts(self, obj):

@@ -27,7 +27,7 @@ from sellers.admin.filters import RenewalDueFilter, ScopeGrantedFilter, ScopeMis
 from sellers.admin.seller_actions import SellerActionsAdmin
 from sellers.admin_html import scope_chips, status_badge
 from sellers.fields import UndecryptableValue, mask_secret
-from sellers.models import Event, Grant, IdentityReview, Seller
+from sellers.models import TOKEN_FIELDS, Event, Grant, IdentityReview, Seller
 from sellers.selectors import required_scopes, required_scopes_by_tenant, seller_open_links
 from sellers.services.events import actor_for_user
 from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create
@@ -287,7 +287,7 @@ class SellerAdmin(SellerActionsAdmin):
         # The tokens are read once here: the refresh token for its masked tail, all of them to
         # know they still decrypt. No value leaves this method.
         try:
-            tokens = Grant.objects.filter(pk=grant.pk).only("refresh_token", "access_token", "mws_auth_token").first()
+            tokens = Grant.objects.filter(pk=grant.pk).only(*TOKEN_FIELDS).first()
         except UndecryptableValue:
             refresh_shown = "cannot be decrypted with the configured keys"
             problem = [("Tokens", format_html('<strong class="spc-overdue">{}</strong>', UNDECRYPTABLE_NOTE))]

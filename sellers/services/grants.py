@@ -11,7 +11,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from sellers.amazon import TokenResponse
-from sellers.models import Event, Grant, Seller, Tenant
+from sellers.models import TOKEN_FIELDS, Event, Grant, Seller, Tenant
 from sellers.scopes import CATALOG
 from sellers.selectors import required_scopes
 
@@ -137,7 +137,7 @@ def _grant_replace(
     # refresh claims too, so that save() (which then writes loaded fields only) cannot put back a
     # claim a refresh task released meanwhile.
     grant = (
-        Grant.objects.defer("refresh_token", "access_token", "mws_auth_token", "refresh_claimed_until", "refresh_lost_at")
+        Grant.objects.defer(*TOKEN_FIELDS, "refresh_claimed_until", "refresh_lost_at")
         .filter(seller=seller)
         .first()
     )

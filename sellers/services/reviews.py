@@ -21,7 +21,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from sellers import amazon
 from sellers.fields import UndecryptableValue
-from sellers.models import Event, Grant, IdentityReview, Invitation, Seller
+from sellers.models import TOKEN_FIELDS, Event, Grant, IdentityReview, Invitation, Seller
+from sellers.selectors import grant_version
 
 from .events import event_record
 from .grants import AuthorizationOutcome, grant_store_authorization
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 REVIEW_TTL = timedelta(days=7)
 # The held authorization: encrypted, read only on approval, blanked on every decision.
-HELD_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
+HELD_FIELDS = TOKEN_FIELDS
 
 
 class ReviewClosed(Exception):
@@ -50,13 +51,6 @@ class HeldForReview:
 
 def review_admin_url(review: IdentityReview) -> str:
     return settings.SITE_URL + reverse("admin:sellers_identityreview_change", args=[review.pk])
-
-
-def _grant_version(seller: Seller | None) -> int | None:
-    # values_list: the version without decrypting (or failing to decrypt) the tokens.
-    if seller is None:
-        return None
-    return Grant.objects.filter(seller=seller).values_list("version", flat=True).first()
 
 
 @sensitive_variables("token", "mws_auth_token")
@@ -88,8 +82,8 @@ def identity_review_open(
         "mws_auth_token": mws_auth_token,
         "scopes": token.scopes,
         "requested_scopes": list(requested_scopes),
-        "seller_grant_version": _grant_version(seller),
-        "holder_grant_version": _grant_version(holder),
+        "seller_grant_version": grant_version(seller=seller),
+        "holder_grant_version": grant_version(seller=holder),
     }
     open_same = IdentityReview.objects.filter(
         seller=seller, holder=holder, selling_partner_id=selling_partner_id, region=region,
@@ -215,12 +209,12 @@ def _still_as_reviewed(review: IdentityReview) -> None:
             raise ReviewClosed(
                 f"{review.selling_partner_id} was connected to another seller since this review opened; it can only be rejected now."
             )
-    if _grant_version(review.seller) != review.seller_grant_version:
+    if grant_version(seller=review.seller) != review.seller_grant_version:
         raise ReviewClosed(
             f"{review.seller.name}'s connection changed since this review opened; it can only be rejected now."
         )
     if holder is not None and (
-        holder.selling_partner_id != review.selling_partner_id or _grant_version(holder) != review.holder_grant_version
+        holder.selling_partner_id != review.selling_partner_id or grant_version(seller=holder) != review.holder_grant_version
     ):
         raise ReviewClosed(f"{holder.name}'s connection changed since this review opened; it can only be rejected now.")
 

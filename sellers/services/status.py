@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from sellers.models import Event, Grant, Seller
+from sellers.models import TOKEN_FIELDS, Event, Grant, Seller
 from sellers.selectors import required_scopes
 
 from .events import event_record
@@ -62,7 +62,7 @@ def seller_status_sync(
     if grant is None:
         # No token is needed for a status, and a grant that no key decrypts must still get one
         # (marking it revoked is the way out when its key is lost).
-        grant = Grant.objects.filter(seller=seller).defer("refresh_token", "access_token", "mws_auth_token").first()
+        grant = Grant.objects.filter(seller=seller).defer(*TOKEN_FIELDS).first()
     if required is None:
         required = required_scopes(tenant_id=seller.tenant_id)
     new = seller_status_compute(grant=grant, required=required)

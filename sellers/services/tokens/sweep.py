@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.db import connections
 
 from sellers.fields import UndecryptableValue
-from sellers.models import Event, Grant
+from sellers.models import TOKEN_FIELDS, Event, Grant
 from sellers.selectors import refresh_window
 
 from ..events import event_record
@@ -54,7 +54,7 @@ def _undecryptable(grant_id: int, *, actor: str) -> RefreshResult:
     """Report a grant whose tokens no configured key decrypts, and record it in its history."""
     grant = (
         Grant.objects.select_related("seller__tenant")
-        .defer("refresh_token", "access_token", "mws_auth_token")
+        .defer(*TOKEN_FIELDS)
         .filter(pk=grant_id)
         .first()
     )
