@@ -18,7 +18,9 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from sellers.models import Region, Seller
 
 RegionCode = Literal["na", "eu", "fe"]
-StatusCode = Literal["pending", "active", "partial", "revoked", "expired", "failing"]
+StatusCode = Literal[
+    "invited", "opened", "at_amazon", "declined", "link_expired", "active", "partial", "revoked", "expired", "failing"
+]
 
 assert set(get_args(RegionCode)) == set(Region.values)  # the schema follows the model
 assert set(get_args(StatusCode)) == set(Seller.Status.values)

@@ -26,6 +26,7 @@ from sellers.services.events import event_record
 from sellers.services.grants import AuthorizationOutcome, grant_store_authorization
 from sellers.services.identity import AccountCheck, AccountFingerprint, account_fingerprint, grant_account_check
 from sellers.services.reviews import HeldForReview, identity_review_open
+from sellers.services.status import seller_status_transition
 from sellers.services.tenants import tenant_credentials_failed
 
 from .models import OAuthState
@@ -68,12 +69,14 @@ def consent_start(*, invitation: Invitation, session) -> str:
         seller=seller,
         invitation=invitation,
     )
-    event_record(
+    seller_status_transition(
         seller=seller,
+        grant=None,
         kind=Event.Kind.CONSENT_STARTED,
         detail="Sent to Amazon's consent page.",
         data={"scopes": scopes},
         actor="seller",
+        step=Seller.Status.AT_AMAZON,
     )
     return consent_url_build(tenant=tenant, region=seller.region, state=state, scopes=scopes)
 
@@ -198,14 +201,15 @@ def _code_exchange(*, state: OAuthState, code: str, target: CallbackTarget) -> a
         if not token.refresh_token:
             raise amazon.LwaTransient("malformed_response", "LWA answered without a refresh token.")
     except amazon.LwaError as exc:
-        _record(
-            state=state,
-            seller=target.seller,
-            kind=Event.Kind.EXCHANGE_FAILED,
-            detail=f"{exc.error}: {exc.description}"[:500],
-            data={"error": exc.error, "http_status": exc.status_code, "selling_partner_id": target.selling_partner_id},
-            actor="amazon",
-        )
+        detail = f"{exc.error}: {exc.description}"[:500]
+        data = {"error": exc.error, "http_status": exc.status_code, "selling_partner_id": target.selling_partner_id}
+        if target.seller is None:
+            _record(state=state, seller=None, kind=Event.Kind.EXCHANGE_FAILED, detail=detail, data=data, actor="amazon")
+        else:  # back from Amazon, not connected: the seller may try the link again
+            seller_status_transition(
+                seller=target.seller, grant=None, kind=Event.Kind.EXCHANGE_FAILED, detail=detail, data=data,
+                actor="amazon", step=Seller.Status.OPENED,
+            )
         logger.warning("Code exchange failed for tenant %s: %s", tenant.pk, exc.error)
         if isinstance(exc, amazon.LwaInvalidClient):
             tenant_credentials_failed(tenant=tenant, error=exc)
@@ -356,7 +360,14 @@ def callback_error_record(*, state: OAuthState, error: str, description: str) ->
     code = error if error in KNOWN_CONSENT_ERRORS else "unknown_error"
     kind = Event.Kind.DENIED if code == "access_denied" else Event.Kind.CONSENT_ERROR
     detail = "The seller declined on Amazon's consent page." if kind == Event.Kind.DENIED else f"Amazon returned {code}."
-    _record(state=state, seller=state.seller, kind=kind, detail=detail, data={"error": code}, actor="seller")
+    if state.seller is None:
+        _record(state=state, seller=None, kind=kind, detail=detail, data={"error": code}, actor="seller")
+        return
+    # Back from Amazon without a grant: declined, or an error that leaves the link to try again.
+    step = Seller.Status.DECLINED if kind == Event.Kind.DENIED else Seller.Status.OPENED
+    seller_status_transition(
+        seller=state.seller, grant=None, kind=kind, detail=detail, data={"error": code}, actor="seller", step=step
+    )
 
 
 def amazon_return_record(*, state: OAuthState) -> None:

@@ -10,11 +10,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from sellers.models import Invitation
+from sellers.models import Event, Invitation, Seller
 from sellers.scopes import CATALOG, InvalidScope
 from sellers.services.grants import AuthorizationOutcome
 from sellers.services.invitations import invitation_resolve
 from sellers.services.reviews import HeldForReview
+from sellers.services.status import seller_status_transition
 
 from .flows import CallbackFailed, amazon_return_record, callback_complete, callback_error_record, consent_start
 from .models import OAuthState
@@ -91,6 +92,11 @@ def _scope_rows(tenant, requirements=None):
 @usable_invitation
 def invite(request: HttpRequest, token: str, invitation: Invitation) -> HttpResponse:
     tenant = invitation.tenant
+    # Recorded once per step (a reload records nothing); a connected seller keeps its status.
+    seller_status_transition(
+        seller=invitation.seller, grant=None, kind=Event.Kind.LINK_OPENED, detail="Opened the link.",
+        actor="seller", step=Seller.Status.OPENED, only_when_moved=True,
+    )
     requirements = list(tenant.scope_requirements.all())
     unknown = [r.scope for r in requirements if r.scope not in CATALOG]
     return render(

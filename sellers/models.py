@@ -141,7 +141,13 @@ class Seller(models.Model):
     """A seller's Amazon account in one region, as connected to one tenant."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"  # never authorized
+        # Onboarding: the seller has never connected (no grant); each is one step of the link.
+        INVITED = "invited", "Invited"  # link not opened yet
+        OPENED = "opened", "Opened the link"  # page seen, not sent to Amazon
+        AT_AMAZON = "at_amazon", "At Amazon"  # sent to Amazon's consent page, not back
+        DECLINED = "declined", "Declined"  # said no on Amazon's consent page
+        LINK_EXPIRED = "link_expired", "Link expired"  # the last link expired unused
+        # Connected once: derived from the grant.
         ACTIVE = "active", "Active"
         PARTIAL = "partial", "Partial"  # some required scope missing
         REVOKED = "revoked", "Revoked"  # LWA said invalid_grant, or staff marked it
@@ -156,7 +162,7 @@ class Seller(models.Model):
     selling_partner_id = models.CharField(
         max_length=64, blank=True, help_text="Amazon's merchant token; empty until the seller authorizes."
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.INVITED, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -174,6 +180,13 @@ class Seller(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.selling_partner_id or 'not connected'})"
+
+
+# The statuses of a seller that has never connected (no grant): where its link stands.
+ONBOARDING_STATUSES: tuple[str, ...] = (
+    Seller.Status.INVITED, Seller.Status.OPENED, Seller.Status.AT_AMAZON,
+    Seller.Status.DECLINED, Seller.Status.LINK_EXPIRED,
+)
 
 
 class Grant(models.Model):
@@ -303,6 +316,8 @@ class Event(models.Model):
         INVITED = "invited", "Invited"
         REAUTH_LINK_CREATED = "reauth_link_created", "Re-authorization link created"
         REAUTH_LINK_EMAILED = "reauth_link_emailed", "Re-authorization link emailed"
+        LINK_OPENED = "link_opened", "Opened the link"
+        LINK_EXPIRED = "link_expired", "Link expired unused"
         CONSENT_STARTED = "consent_started", "Consent started"
         GRANTED = "granted", "Granted"
         PARTIALLY_GRANTED = "partially_granted", "Partially granted"

@@ -31,6 +31,12 @@ SCHEDULES: list[ScheduleSpec] = [
         description="Mark expired the sellers whose authorization crossed 365 days (status is stored).",
     ),
     ScheduleSpec(
+        name="onboarding-links-expire",
+        func="sellers.services.status.onboarding_links_expire_task",
+        minutes=60,
+        description="Mark link_expired the never-connected sellers whose every link expired unused (status is stored).",
+    ),
+    ScheduleSpec(
         name="renewal-digest",
         func="sellers.services.renewals.renewal_digests_task",
         minutes=24 * 60,

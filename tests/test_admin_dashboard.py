@@ -22,7 +22,7 @@ def populate(tenant, n: int, prefix: str = "S"):
     for i in range(n):
         seller = make_seller(tenant, f"{prefix}{i}")
         if i % 4 == 0:
-            continue  # pending
+            continue  # invited, never connected
         scopes = [ORDERS, INVENTORY] if i % 4 != 1 else [ORDERS]
         grant = make_grant(seller, scopes=scopes, authorized_days_ago=350 if i % 4 == 3 else 10)
         if i % 8 == 2:
@@ -40,7 +40,7 @@ def test_dashboard_counts(acme, make_user):
     assert visible == 1
     board = boards[0]
     statuses = dict((value, n) for value, _, n in board.by_status)
-    assert statuses["pending"] == 2 and statuses["partial"] == 2 and board.total == 8
+    assert statuses["invited"] == 2 and statuses["partial"] == 2 and board.total == 8
     assert board.authorized == 6
     assert dict(board.scopes) == {ORDERS: 6, INVENTORY: 4}
     assert board.renewals_total == 2  # authorized 350 days ago: due in 15 days

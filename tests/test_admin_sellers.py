@@ -213,7 +213,7 @@ def test_add_seller_creates_an_invitation_in_a_managed_tenant_only(acme, manager
     assert refused.status_code == 200 and not Seller.objects.filter(name="Smuggled").exists()
     response = client.post(add_url, {"tenant": acme.pk, "name": "New Seller", "email": "new@example.com", "region": "eu"}, follow=True)
     seller = Seller.objects.get(name="New Seller")
-    assert (seller.tenant, seller.region, seller.status) == (acme, "eu", Seller.Status.PENDING)
+    assert (seller.tenant, seller.region, seller.status) == (acme, "eu", Seller.Status.INVITED)
     invitation = Invitation.objects.get(seller=seller)
     assert invitation.url in response.content.decode()
     assert Event.objects.get(seller=seller, kind=Event.Kind.INVITED).actor == "staff:manny"

@@ -182,7 +182,7 @@ def test_adding_a_required_scope_makes_sellers_partial_at_once(acme, owner, clie
     body = response.content.decode()
     assert "3 seller(s) changed status; 3 seller(s) of Acme Agency are now partial" in body
     statuses = dict(Seller.objects.filter(tenant=acme).values_list("name", "status"))
-    assert statuses == {"Has Finance": "active", "Lacks 0": "partial", "Lacks 1": "partial", "Lacks 2": "partial", "Pending": "pending"}
+    assert statuses == {"Has Finance": "active", "Lacks 0": "partial", "Lacks 1": "partial", "Lacks 2": "partial", "Pending": "invited"}
     assert Seller.objects.get(pk=outsider.pk).status == "active"
     changed = Event.objects.filter(kind=Event.Kind.STATUS_CHANGED, tenant=acme)
     assert changed.count() == 3 and {e.actor for e in changed} == {"staff:olga"}

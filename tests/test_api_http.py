@@ -178,7 +178,7 @@ def test_connection_shows_grant_state_and_never_a_token(live_amazon, tenant):
     }
     pending = make_seller(tenant, "Pending Shop")
     body = Api(live_amazon, new_key(tenant)).get(f"/connections/{pending.public_id}").json()
-    assert body["status"] == "pending" and body["selling_partner_id"] is None and body["authorized_at"] is None
+    assert body["status"] == "invited" and body["selling_partner_id"] is None and body["authorized_at"] is None
     assert body["missing_scopes"] == [ORDERS, INVENTORY]
 
 
@@ -370,7 +370,7 @@ def test_invitation_is_created_and_its_link_opens(live_amazon, tenant):
     assert response.status_code == 201
     body = response.json()
     assert body["connection"]["name"] == "New Shop" and body["connection"]["region"] == "eu"
-    assert body["connection"]["status"] == "pending"
+    assert body["connection"]["status"] == "invited"
     seller = Seller.objects.get(public_id=body["connection"]["id"])
     assert seller.email == "shop@example.com" and seller.tenant == tenant
     invitation = Invitation.objects.get(seller=seller)

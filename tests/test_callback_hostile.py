@@ -131,7 +131,7 @@ def test_invalid_client_flags_tenant_not_seller(client, tenant, amazon_calls):
     tenant.refresh_from_db()
     assert tenant.credentials_failing_since is not None
     invitation.seller.refresh_from_db()
-    assert invitation.seller.status == "pending"
+    assert invitation.seller.status == "opened"
 
 
 def test_exchange_request_carries_form_fields_and_timeout(client, tenant, amazon_calls, monkeypatch):

@@ -390,7 +390,7 @@ def test_live_list_connections_walks_every_page_and_filters(live, tenant):
     assert len({c.id for c in everyone}) == 5
     assert live.list_connections_page(limit=2).next_cursor
     assert {c.selling_partner_id for c in live.list_connections(region="eu")} == {"A1SHOP1", "A1SHOP3"}
-    assert {c.name for c in live.list_connections(status="pending")} == {"Shop 3", "Shop 4"}
+    assert {c.name for c in live.list_connections(status="invited")} == {"Shop 3", "Shop 4"}
     [one] = live.list_connections(selling_partner_id="A1SHOP2")
     assert one.status == "active" and one.access_token_expires_at is not None and one.authorized_at is not None
     assert live.get_connection(one.id) == one
@@ -438,7 +438,7 @@ def test_live_invitations_are_idempotent_and_links_come_back(live, tenant):
     with pytest.raises(IdempotencyConflict) as caught:
         live.create_invitation(name="Another Shop", idempotency_key="crm-lead-1")
     assert caught.value.status == 409 and not isinstance(caught.value, ReauthorizationRequired)
-    assert first.connection.status == "pending" and first.connection.region == "eu"
+    assert first.connection.status == "invited" and first.connection.region == "eu"
     assert first.expires_at - datetime.now(UTC) <= timedelta(days=3)
 
     link = live.create_reauthorization_link(first.connection.id)

@@ -26,7 +26,7 @@ def test_invite_prints_absolute_url_as_last_line_and_creates_pending_seller(tena
     url = out.strip().splitlines()[-1]
     assert url.startswith("http://testserver/connect/")
     seller = Seller.objects.get(name="Shop Ltd")
-    assert (seller.status, seller.region, seller.email) == ("pending", "eu", "s@example.com")
+    assert (seller.status, seller.region, seller.email) == ("invited", "eu", "s@example.com")
     assert Invitation.objects.get(seller=seller).url == url
     assert Event.objects.filter(seller=seller, kind=Event.Kind.INVITED, actor="command:invite").exists()
     assert client.get(url.replace("http://testserver", "")).status_code == 200
@@ -71,7 +71,7 @@ def test_export_grants_csv_has_header_and_no_tokens(tenant):
     out = run("export_grants", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["name"] for r in rows] == ["Csv Shop", "Pending Shop"]
-    assert rows[0]["status"] == "active" and rows[1]["status"] == "pending"
+    assert rows[0]["status"] == "active" and rows[1]["status"] == "invited"
     assert rows[1]["missing_scopes"] == "sellingpartnerapi::orders sellingpartnerapi::inventory"
     assert grant.refresh_token not in out and grant.access_token not in out
 

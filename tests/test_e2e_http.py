@@ -78,7 +78,7 @@ def test_deny_over_http_writes_no_grant_and_a_denied_event(live_amazon, tenant, 
     assert Event.objects.filter(seller=invitation.seller, kind=Event.Kind.DENIED).count() == 1
     assert amazon_calls.token_calls == []
     [record] = export()
-    assert record["status"] == Seller.Status.PENDING
+    assert record["status"] == Seller.Status.DECLINED
 
 
 def test_code_cannot_be_exchanged_twice_at_the_sandbox_lwa(live_amazon, tenant):

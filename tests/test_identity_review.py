@@ -220,7 +220,7 @@ def test_squatted_id_goes_to_review_and_a_manager_gives_it_to_its_owner(live_ama
     assert genuine.selling_partner_id == "A1GENUINE" and genuine.status == Seller.Status.ACTIVE
     assert store_of(genuine) == ["Sandbox store A1GENUINE"]
     squatter.refresh_from_db()
-    assert squatter.selling_partner_id == "" and squatter.status == Seller.Status.PENDING
+    assert squatter.selling_partner_id == "" and squatter.status == Seller.Status.INVITED
     assert not Grant.objects.filter(seller=squatter).exists()
     assert Event.objects.filter(seller=squatter, kind=Event.Kind.ACCOUNT_RELEASED, actor="staff:manager").count() == 1
     assert Event.objects.filter(seller=genuine, kind=Event.Kind.IDENTITY_REVIEW_APPROVED, actor="staff:manager").count() == 1

@@ -74,7 +74,7 @@ def csv_rows(path) -> list[dict]:
 def test_fleet_statuses_are_as_expected(fleet):
     assert {k: s.status for k, s in fleet.items()} == {
         "active": "active", "partial": "partial", "revoked": "revoked", "expired": "expired",
-        "due": "active", "failing": "failing", "pending": "pending",
+        "due": "active", "failing": "failing", "pending": "invited",
     }
 
 
@@ -86,7 +86,7 @@ def test_without_filters_targets_revoked_partial_expired_and_renewals_due(fleet)
 
 def test_status_filter_takes_a_comma_list(fleet):
     assert names(run("--tenant", "acme", "--status", "revoked,failing", "--dry-run")) == {"Revoked", "Failing"}
-    assert names(run("--tenant", "acme", "--status", "pending", "--dry-run")) == {"Pending"}
+    assert names(run("--tenant", "acme", "--status", "invited", "--dry-run")) == {"Pending"}
 
 
 def test_missing_scope_filter_accepts_catalog_and_short_names(fleet):
@@ -118,7 +118,7 @@ def test_other_tenants_sellers_are_never_selected(fleet, other_tenant):
     "args, message",
     [
         (["--tenant", "nope"], "Unknown tenant 'nope'"),
-        (["--tenant", "acme", "--status", "revoked,bogus"], "Unknown status bogus; use one of pending, active"),
+        (["--tenant", "acme", "--status", "revoked,bogus"], "Unknown status bogus; use one of invited, opened"),
         (["--tenant", "acme", "--missing-scope", "sellingpartnerapi::teleport"], "Unknown scope 'sellingpartnerapi::teleport'"),
         (["--tenant", "acme", "--seller", "A1NOBODY"], "No seller of acme has selling_partner_id A1NOBODY"),
         (["--tenant", "acme", "--renewal-due-within", "-1"], "between 0 and 365"),
@@ -158,7 +158,7 @@ def test_an_open_link_from_elsewhere_is_reused_and_an_expired_one_is_replaced(fl
 
 
 def test_pending_seller_gets_an_onboarding_link(fleet):
-    run("--tenant", "acme", "--status", "pending")
+    run("--tenant", "acme", "--status", "invited")
     assert Invitation.objects.get(seller=fleet["pending"]).purpose == Invitation.Purpose.ONBOARDING
 
 

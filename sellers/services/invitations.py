@@ -18,6 +18,7 @@ from sellers.models import Event, Invitation, Region, Seller, Tenant
 from sellers.selectors import seller_open_links
 
 from .events import event_record
+from .status import seller_status_transition
 
 logger = logging.getLogger(__name__)
 
@@ -67,11 +68,14 @@ def reauthorization_link_get_or_create(
     purpose = Invitation.Purpose.REAUTHORIZATION if hasattr(seller, "grant") else Invitation.Purpose.ONBOARDING
     with transaction.atomic():
         invitation = _new_invitation(seller=seller, purpose=purpose, created_by=actor, ttl_days=ttl_days)
-        event_record(
+        # A seller that never connected (declined, link expired) is invited again.
+        seller_status_transition(
             seller=seller,
+            grant=None,
             kind=Event.Kind.REAUTH_LINK_CREATED,
             detail=f"Link valid until {invitation.expires_at:%Y-%m-%d}.",
             actor=actor,
+            step=Seller.Status.INVITED,
         )
     return invitation, True
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from sellers.models import TOKEN_FIELDS, Event, Grant, Seller
+from sellers.models import ONBOARDING_STATUSES, TOKEN_FIELDS, Event, Grant, Seller
 from sellers.selectors import required_scopes
 
 from .events import event_record
@@ -29,12 +29,13 @@ def missing_required_scopes(*, grant: Grant | None, required: list[str]) -> list
 
 
 def seller_status_compute(
-    *, grant: Grant | None, required: list[str], now: datetime | None = None
+    *, grant: Grant | None, required: list[str], now: datetime | None = None, step: str = Seller.Status.INVITED
 ) -> str:
-    """Precedence: revoked > expired > failing > partial > active; pending without a grant."""
+    """Precedence: revoked > expired > failing > partial > active. Without a grant the seller is
+    still onboarding: its stored `step` (invited, opened, at Amazon, declined, link expired)."""
     now = now or timezone.now()
     if grant is None:
-        return Seller.Status.PENDING
+        return step if step in ONBOARDING_STATUSES else Seller.Status.INVITED
     if grant.status == Grant.Status.REVOKED:
         return Seller.Status.REVOKED
     if grant.renewal_due_at <= now:
@@ -65,7 +66,7 @@ def seller_status_sync(
         grant = Grant.objects.filter(seller=seller).defer(*TOKEN_FIELDS).first()
     if required is None:
         required = required_scopes(tenant_id=seller.tenant_id)
-    new = seller_status_compute(grant=grant, required=required)
+    new = seller_status_compute(grant=grant, required=required, step=seller.status)
     old = seller.status
     if new != old:
         Seller.objects.filter(pk=seller.pk).update(status=new, updated_at=timezone.now())
@@ -106,6 +107,7 @@ def seller_status_transition(
     required: list[str] | None = None,
     notice: Callable[[str], tuple[str, str]] | None = None,
     only_when_moved: bool = False,
+    step: str | None = None,
 ) -> StatusTransition:
     """Re-derive the seller's status after something happened to it, and say so once.
 
@@ -113,8 +115,12 @@ def seller_status_transition(
     what happened with `{"from": old, "to": new}` added to `data`. `notice(new status)` gives
     the (subject, body) of the email to the tenant's staff, if they must be told.
     `only_when_moved`: nothing is recorded or sent when the status stayed the same.
+    `step`: the onboarding status the seller reached (opened, at Amazon, …); stored only while
+    the seller has never connected, so a re-authorization never demotes a connected seller.
     """
     old = seller.status
+    if step is not None:
+        _onboarding_step_store(seller=seller, step=step)
     new = seller_status_sync(seller=seller, grant=grant, required=required, record=False)
     if only_when_moved and new == old:
         return StatusTransition(old, new, None)
@@ -125,3 +131,43 @@ def seller_status_transition(
         subject, body = notice(new)
         notify_staff(tenant=seller.tenant, subject=subject, body=body, event=event)
     return StatusTransition(old, new, event)
+
+
+def _onboarding_step_store(*, seller: Seller, step: str) -> None:
+    """One conditional UPDATE: a seller that has a grant (or got one a moment ago) is left alone."""
+    if step not in ONBOARDING_STATUSES:
+        raise ValueError(f"{step!r} is not an onboarding status")
+    stored = (
+        Seller.objects.filter(pk=seller.pk, status__in=ONBOARDING_STATUSES, grant__isnull=True)
+        .update(status=step, updated_at=timezone.now())
+    )
+    if stored:
+        seller.status = step
+
+
+def onboarding_links_expire(*, now: datetime | None = None) -> int:
+    """Mark `link_expired` the never-connected sellers whose every link expired unused.
+
+    Idempotent (a seller already marked is not looked at again); declined sellers keep
+    `declined`, the more useful thing to know. Returns how many sellers moved.
+    """
+    now = now or timezone.now()
+    waiting = (Seller.Status.INVITED, Seller.Status.OPENED, Seller.Status.AT_AMAZON)
+    stale = (
+        Seller.objects.filter(status__in=waiting, grant__isnull=True, invitations__isnull=False)
+        .exclude(invitations__expires_at__gt=now)
+        .select_related("tenant")
+        .distinct()
+    )
+    moved = 0
+    for seller in stale:
+        done = seller_status_transition(
+            seller=seller, grant=None, kind=Event.Kind.LINK_EXPIRED, step=Seller.Status.LINK_EXPIRED,
+            detail="The link expired before the seller connected; send a new one.", only_when_moved=True,
+        )
+        moved += done.moved
+    return moved
+
+
+def onboarding_links_expire_task() -> int:
+    return onboarding_links_expire()
