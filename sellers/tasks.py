@@ -95,9 +95,10 @@ def grant_refresh_enqueue(*, grant_ids: list[int], actor: str, force: bool = Fal
         )
 
 
-def webhook_deliver(tenant_id: int, body: str, attempt: int = 1) -> str:
-    """Deliver one signed webhook; failures schedule the next attempt and raise (recorded by django-q2)."""
-    return _webhook_deliver(tenant_id=tenant_id, body=body, attempt=attempt)
+def webhook_deliver(tenant_id: int, body: str, attempt: int = 1, message_id: str = "") -> str:
+    """Deliver one signed webhook; failures schedule the next attempt (same message id) and raise
+    (recorded by django-q2)."""
+    return _webhook_deliver(tenant_id=tenant_id, body=body, attempt=attempt, message_id=message_id)
 
 
 def identity_reviews_expire_task() -> str:

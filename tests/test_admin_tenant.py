@@ -138,11 +138,33 @@ def test_an_empty_secret_field_keeps_the_secrets(acme, owner, client):
     assert not Event.objects.filter(kind=Event.Kind.SECRET_ROTATED).exists()
 
 
+NEW_WEBHOOK_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="  # 32 bytes, base64
+
+
 def test_setting_the_webhook_secret(acme, owner, client):
-    saved(client.post(change_url(acme), post_data(acme, webhook_url="https://hooks.example/x", new_webhook_secret="whsec-new-42424242")))
+    page = client.get(change_url(acme)).content.decode()
+    assert "set, in the form used before whsec_ secrets" in page  # the fixture's older secret
+    saved(client.post(change_url(acme), post_data(acme, webhook_url="https://hooks.example/x", new_webhook_secret=NEW_WEBHOOK_SECRET)))
     acme.refresh_from_db()
-    assert (acme.webhook_url, acme.webhook_secret) == ("https://hooks.example/x", "whsec-new-42424242")
-    assert "whsec-new" not in client.get(change_url(acme)).content.decode()
+    assert (acme.webhook_url, acme.webhook_secret) == ("https://hooks.example/x", NEW_WEBHOOK_SECRET)
+    page = client.get(change_url(acme)).content.decode()
+    assert "QUJDREVG" not in page and "form used before" not in page
+
+
+@pytest.mark.parametrize(
+    ("typed", "problem"),
+    [
+        ("hunter2-but-longer-than-that", "starts with whsec_"),
+        ("whsec_not base64!", "is base64"),
+        ("whsec_c2hvcnQ=", "this one holds 5"),
+    ],
+)
+def test_a_webhook_secret_that_is_not_a_standard_webhooks_secret_is_refused(acme, owner, client, typed, problem):
+    response = client.post(change_url(acme), post_data(acme, new_webhook_secret=typed))
+    assert response.status_code == 200 and problem in response.content.decode()
+    assert typed not in response.content.decode()
+    acme.refresh_from_db()
+    assert acme.webhook_secret == "whsec-acme-0123456789"
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,14 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from sellers.admin.base import TENANT_SECRET_FIELDS, TenantScopedAdmin
+from sellers.fields import UndecryptableValue
 from sellers.models import ScopeRequirement, Seller, Tenant, TenantMembership
 from sellers.scopes import CATALOG, SCOPE_CHOICES
 from sellers.selectors import required_scopes
 from sellers.services.client_secrets import ClientSecretError, client_secret_install
 from sellers.services.events import actor_for_user
 from sellers.services.requirements import tenant_requirements_changed
+from sellers.services.webhooks import WEBHOOK_SECRET_PREFIX, webhook_secret_problem
 from sellers.tenancy import Role, tenant_access, tenant_access_forget, visible_users_q
 
 
@@ -119,7 +121,10 @@ class TenantForm(forms.ModelForm):
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Set a new webhook signing secret. Leave empty to keep the current one.",
+        help_text="Set a new webhook signing secret, a Standard Webhooks secret: whsec_ and 24 to 64 random bytes "
+        "in base64. Make one with: python3 -c \"import base64, secrets; print('whsec_' + "
+        "base64.b64encode(secrets.token_bytes(32)).decode())\" and give the same value to your receiver. "
+        "Leave empty to keep the current one.",
     )
     registered_scopes = forms.MultipleChoiceField(
         choices=SCOPE_CHOICES,
@@ -138,6 +143,13 @@ class TenantForm(forms.ModelForm):
             "name", "slug", "application_id", "client_id", "client_secret_expires_at", "redirect_uri", "is_draft",
             "registered_scopes", "webhook_url",
         )
+
+    def clean_new_webhook_secret(self):
+        value = self.cleaned_data.get("new_webhook_secret") or ""
+        problem = webhook_secret_problem(value) if value else None
+        if problem:
+            raise ValidationError(problem, code="webhook_secret")
+        return value
 
     def clean_registered_scopes(self):
         return [s for s in CATALOG if s in set(self.cleaned_data.get("registered_scopes") or [])]
@@ -208,7 +220,16 @@ class TenantAdmin(TenantScopedAdmin):
     def webhook_secret_state(self, obj):
         if obj.pk is None:
             return "—"
-        return "set" if Tenant.objects.filter(pk=obj.pk).exclude(webhook_secret="").exists() else "not set"
+        try:
+            secret = Tenant.objects.filter(pk=obj.pk).values_list("webhook_secret", flat=True).first() or ""
+        except UndecryptableValue:
+            return "set, but it cannot be decrypted with the configured keys: set a new one"
+        if not secret:
+            return "not set"
+        if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+            # Decrypted only to tell which form it has; the value is never shown.
+            return "set, in the form used before whsec_ secrets (receivers use whsec_ + its base64); setting a new one is advised"
+        return "set"
 
     @admin.display(description="App credentials")
     def credentials_state(self, obj):

@@ -40,7 +40,8 @@ def _send_emails(subject: str, text: str, recipients: list[str]) -> None:
 
 
 def notify_staff(*, tenant: Tenant, subject: str, body: str, event: Event | None = None) -> None:
-    """Email the tenant's owners and managers; POST a signed JSON event to its webhook, if any."""
+    """Email the tenant's owners and managers; announce the event on its webhook, if any (and if
+    the event's kind is announced: `webhook_events.py`)."""
     subject, body = redact(subject), redact(body)
     recipients = staff_recipients(tenant=tenant)
     if recipients:
@@ -51,4 +52,5 @@ def notify_staff(*, tenant: Tenant, subject: str, body: str, event: Event | None
         )
         # robust: a mail server being down must not undo or break the change being announced.
         transaction.on_commit(partial(_send_emails, f"[spconnect] {tenant.name}: {subject}", text, recipients), robust=True)
-    webhook_enqueue(tenant=tenant, subject=subject, body=body, event=event)
+    if event is not None:
+        webhook_enqueue(event=event, tenant=tenant)

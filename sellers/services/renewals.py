@@ -32,6 +32,7 @@ from sellers.selectors import renewals_due, required_scopes, required_scopes_by_
 from .notifications import notify_staff
 from .requirements import STATUS_GRANT_FIELDS
 from .status import seller_status_transition
+from .webhooks import webhook_enqueue
 
 # Sellers listed per section of the digest; the rest are counted ("and 120 more").
 DIGEST_LIST_LIMIT = 25
@@ -65,7 +66,7 @@ def renewals_expire(*, now: datetime | None = None, tenant: Tenant | None = None
         for seller in chunk:
             grant = grants[seller.id]
             with transaction.atomic():
-                moved += seller_status_transition(
+                transition = seller_status_transition(
                     seller=seller,
                     grant=grant,
                     required=required_cache[seller.tenant_id],
@@ -74,7 +75,10 @@ def renewals_expire(*, now: datetime | None = None, tenant: Tenant | None = None
                     "Amazon requires the seller to authorize again.",
                     data={"authorized_at": grant.authorized_at.isoformat()},
                     only_when_moved=True,
-                ).moved
+                )
+                if transition.event is not None:
+                    webhook_enqueue(event=transition.event)  # staff read it in the daily digest
+            moved += transition.moved
 
 
 @dataclass

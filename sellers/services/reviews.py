@@ -29,6 +29,7 @@ from .grants import AuthorizationOutcome, grant_store_authorization
 from .identity import AccountCheck, AccountFingerprint, Verdict, account_fingerprint
 from .notifications import notify_staff
 from .status import seller_status_sync
+from .webhooks import webhook_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -275,13 +276,14 @@ def _approve(review: IdentityReview, *, actor: str, now: datetime) -> Authorizat
     if review.invitation_id and not outcome.missing_required:
         Invitation.objects.filter(pk=review.invitation_id, completed_at__isnull=True).update(completed_at=now)
     _close(review, status=IdentityReview.Status.APPROVED, actor=actor, now=now)
-    event_record(
+    approved = event_record(
         seller=seller,
         kind=Event.Kind.IDENTITY_REVIEW_APPROVED,
         detail=f"Approved: the authorization for {review.selling_partner_id or seller.name} is now this seller's grant.",
         data={"review": str(review.public_id)},
         actor=actor,
     )
+    webhook_enqueue(event=approved)
     return outcome
 
 
@@ -292,24 +294,26 @@ def identity_review_reject(*, review: IdentityReview, actor: str) -> None:
     with transaction.atomic():
         review = _locked_open(review, now)
         _close(review, status=IdentityReview.Status.REJECTED, actor=actor, now=now)
-        event_record(
+        rejected = event_record(
             seller=review.seller,
             kind=Event.Kind.IDENTITY_REVIEW_REJECTED,
             detail=f"Rejected: the authorization for {review.selling_partner_id or review.seller.name} was discarded.",
             data={"review": str(review.public_id)},
             actor=actor,
         )
+        webhook_enqueue(event=rejected)
 
 
 def _expire(review: IdentityReview, now: datetime) -> None:
     _close(review, status=IdentityReview.Status.EXPIRED, actor="system", now=now)
-    event_record(
+    expired = event_record(
         seller=review.seller,
         kind=Event.Kind.IDENTITY_REVIEW_EXPIRED,
         detail=f"Nobody decided within {REVIEW_TTL.days} days: the authorization for "
         f"{review.selling_partner_id or review.seller.name} was discarded.",
         data={"review": str(review.public_id)},
     )
+    webhook_enqueue(event=expired)
 
 
 def identity_reviews_expire(*, now: datetime | None = None, pks: list[int] | None = None) -> int:

@@ -1,13 +1,20 @@
-"""Webhooks: a signed JSON event POSTed to a tenant's URL whenever its staff are told something.
+"""Webhooks: Standard Webhooks messages POSTed to a tenant's URL when something happens to its
+connections or its app.
 
-`notify_staff` calls `webhook_enqueue`; the POST leaves from a django-q2 task after the
-surrounding transaction commits (nothing is announced that was rolled back, and no HTTP call
-runs while a database lock is held). A payload never carries a token, secret or
-re-authorization link, and its texts are scrubbed once more on the way out.
+Which history events are announced, under which type and with which payload, is
+`webhook_events.py`. `webhook_enqueue(event=…)` is called where such an event is recorded (by
+`notify_staff`, and directly for events staff are not emailed about). The message is built after
+the surrounding transaction commits, so nothing is announced that was rolled back, the payload
+shows the state that transaction left, and no HTTP call runs while a database lock is held; a
+django-q2 task POSTs it.
 
-Receivers verify `X-Spconnect-Signature: sha256=<hex>`, the HMAC-SHA256 of
-`"<X-Spconnect-Timestamp>.<raw body>"` keyed with the tenant's webhook secret, and should
-refuse timestamps older than a few minutes.
+Signing is the `standardwebhooks` package's, so receivers verify with a stock library in any
+language: `webhook-id` (one per message, the same on every retry: receivers dedupe on it),
+`webhook-timestamp` (the attempt's time, so a retry passes a receiver's five-minute tolerance)
+and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. Secrets are Standard
+Webhooks' `whsec_<base64>`, the key being the decoded bytes. A secret saved before (any other
+text) keeps signing with its UTF-8 bytes as the key: for a stock library it is `whsec_` + the
+base64 of that text, so no stored secret had to change.
 
 Before each attempt the URL's host is resolved and checked again (`sellers/validators.py`) and
 the request connects to the address that passed, so a name that changes its answer cannot
@@ -16,80 +23,101 @@ steer a delivery inside. A failed attempt schedules the next one, up to five.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
+import binascii
 import json
 import logging
-import time
+import secrets
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
+from standardwebhooks import Webhook
 
 from sellers import http
 from sellers.models import Event, Tenant
-from sellers.redaction import redact
 from sellers.validators import webhook_destination
+
+from .webhook_events import webhook_event_type, webhook_message
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_MAX_ATTEMPTS = 5
 WEBHOOK_RETRY_BASE_SECONDS = 60  # then 2, 4, 8 minutes
+WEBHOOK_SECRET_PREFIX = "whsec_"
+# Standard Webhooks asks for keys of 24 to 64 bytes; generated ones are 32.
+WEBHOOK_SECRET_MIN_BYTES, WEBHOOK_SECRET_MAX_BYTES = 24, 64
 
 
 class WebhookDeliveryFailed(Exception):
     """The receiver did not answer 2xx (or did not answer). Raised so django-q2 records it."""
 
 
-def webhook_payload(*, tenant: Tenant, subject: str, body: str, event: Event | None) -> dict:
-    seller = event.seller if event is not None and event.seller_id else None
-    return {
-        "id": str(uuid.uuid4()),
-        "type": event.kind if event is not None else "notice",
-        "created_at": (event.created_at if event is not None else timezone.now()).isoformat(),
-        "tenant": {"slug": tenant.slug, "name": tenant.name},
-        "seller": None
-        if seller is None
-        else {
-            "id": str(seller.public_id),
-            "name": seller.name,
-            "region": seller.region,
-            "selling_partner_id": seller.selling_partner_id,
-            "status": seller.status,
-        },
-        "subject": redact(subject),
-        "message": redact(body),
-        "event": None
-        if event is None
-        else {"kind": event.kind, "detail": redact(event.detail), "data": event.data, "actor": event.actor},
-    }
+def webhook_secret_generate() -> str:
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def webhook_sign(*, secret: str, timestamp: str, body: str) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+def webhook_secret_problem(value: str) -> str | None:
+    """Why `value` is not a Standard Webhooks secret a new setting may use, or None."""
+    if not value.startswith(WEBHOOK_SECRET_PREFIX):
+        return "A webhook secret starts with whsec_ (Standard Webhooks)."
+    try:
+        key = base64.b64decode(value[len(WEBHOOK_SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        return "After whsec_, a webhook secret is base64 (A-Z, a-z, 0-9, + and /, = padding)."
+    if not WEBHOOK_SECRET_MIN_BYTES <= len(key) <= WEBHOOK_SECRET_MAX_BYTES:
+        return f"A webhook secret holds {WEBHOOK_SECRET_MIN_BYTES} to {WEBHOOK_SECRET_MAX_BYTES} random bytes; this one holds {len(key)}."
+    return None
 
 
-def _enqueue_webhook(tenant_id: int, body: str) -> None:
+def webhook_signer(secret: str) -> Webhook:
+    """The signer for a tenant's stored secret (raises ValueError if it cannot be one)."""
+    if secret.startswith(WEBHOOK_SECRET_PREFIX):
+        if webhook_secret_problem(secret):
+            raise ValueError("the stored webhook secret is not a valid whsec_ secret")
+        return Webhook(secret)
+    # Saved before secrets were whsec_: its bytes are the key (whsec_ + base64 of it, for receivers).
+    return Webhook(secret.encode())
+
+
+def webhook_headers(*, secret: str, message_id: str, body: str, now: datetime | None = None) -> dict[str, str]:
+    now = now or datetime.now(UTC)
+    signature = webhook_signer(secret).sign(msg_id=message_id, timestamp=now, data=body)
+    return {"webhook-id": message_id, "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature}
+
+
+def _message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def _announce(event: Event, message_id: str) -> None:
+    """After the commit: build the message from what the database now holds, and queue it."""
     from django_q.tasks import async_task
 
-    async_task("sellers.tasks.webhook_deliver", tenant_id, body, 1, task_name=f"webhook-{tenant_id}-{uuid.uuid4().hex[:8]}")
+    message = webhook_message(event=event)
+    if message is None:
+        return
+    body = json.dumps(message, separators=(",", ":"), sort_keys=True)
+    async_task("sellers.tasks.webhook_deliver", event.tenant_id, body, 1, message_id, task_name=f"webhook-{message_id}")
 
 
-def webhook_enqueue(*, tenant: Tenant, subject: str, body: str, event: Event | None = None) -> None:
-    """Queue a signed JSON event for the tenant's webhook, if it has one, once the transaction commits."""
-    if not tenant.webhook_url:
+def webhook_enqueue(*, event: Event, tenant: Tenant | None = None) -> None:
+    """Announce a history event on the tenant's webhook, if it has one and the event's kind is
+    announced, once the surrounding transaction commits."""
+    if webhook_event_type(event.kind) is None:
+        return
+    if tenant is None or tenant.pk != event.tenant_id:
+        tenant = Tenant.objects.filter(pk=event.tenant_id).only("slug", "webhook_url", "webhook_secret").first()
+    if tenant is None or not tenant.webhook_url:
         return
     if not tenant.webhook_secret:
         logger.warning("Tenant %s has a webhook URL but no webhook secret; webhook not sent.", tenant.slug)
         return
-    payload = webhook_payload(tenant=tenant, subject=subject, body=body, event=event)
-    text = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     # robust, as for emails: a broker being down must not undo the change being announced.
-    transaction.on_commit(partial(_enqueue_webhook, tenant.pk, text), robust=True)
+    transaction.on_commit(partial(_announce, event, _message_id()), robust=True)
 
 
 def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], addresses: Sequence[str] | None = None) -> int:
@@ -99,8 +127,11 @@ def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], addresses
     return response.status_code
 
 
-def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
-    """POST one signed webhook; on failure schedule the next attempt (django-q2) and raise."""
+def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1, message_id: str = "") -> str:
+    """POST one signed message; on failure schedule the next attempt (django-q2), with the same
+    `message_id`, and raise."""
+    # A task queued before messages had ids carries none: it gets one here, kept by its retries.
+    message_id = message_id or _message_id()
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None or not tenant.webhook_url or not tenant.webhook_secret:
         return "skipped: the tenant has no webhook any more"
@@ -109,12 +140,13 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
         # Saved before the rule existed, or DNS now points inside: never worth a retry.
         logger.warning("Webhook of tenant %s not sent: %s", tenant.slug, problem)
         raise WebhookDeliveryFailed(f"Webhook of {tenant.slug} refused: {problem}")
-    timestamp = str(int(time.time()))
-    headers = {
-        "X-Spconnect-Timestamp": timestamp,
-        "X-Spconnect-Signature": webhook_sign(secret=tenant.webhook_secret, timestamp=timestamp, body=body),
-        "X-Spconnect-Delivery-Attempt": str(attempt),
-    }
+    try:
+        # Signed at each attempt: the timestamp is the attempt's, the id the message's.
+        headers = webhook_headers(secret=tenant.webhook_secret, message_id=message_id, body=body)
+    except ValueError as exc:
+        logger.warning("Webhook of tenant %s not sent: %s", tenant.slug, exc)
+        raise WebhookDeliveryFailed(f"Webhook of {tenant.slug} refused: {exc}; set a new webhook secret.") from None
+    headers["X-Spconnect-Delivery-Attempt"] = str(attempt)
     if problem is None:
         try:
             status = webhook_post(url=tenant.webhook_url, body=body.encode(), headers=headers, addresses=addresses)
@@ -133,8 +165,9 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1) -> str:
             tenant_id,
             body,
             attempt + 1,
+            message_id,
             schedule_type=Schedule.ONCE,
             next_run=timezone.now() + delay,
         )
-        raise WebhookDeliveryFailed(f"Webhook of {tenant.slug} {problem}; attempt {attempt + 1} in {delay}.")
-    raise WebhookDeliveryFailed(f"Webhook of {tenant.slug} {problem}; gave up after {attempt} attempts.")
+        raise WebhookDeliveryFailed(f"Webhook {message_id} of {tenant.slug} {problem}; attempt {attempt + 1} in {delay}.")
+    raise WebhookDeliveryFailed(f"Webhook {message_id} of {tenant.slug} {problem}; gave up after {attempt} attempts.")
