@@ -6,6 +6,7 @@ app_name = "sandbox"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("mode", views.mode_switch, name="mode"),
     path("<str:region>/apps/authorize/consent", views.consent, name="consent"),
     path("auth/o2/token", views.token, name="token"),
     re_path(r"^spapi/(?P<region>na|eu|fe)(?P<path>/.*)$", views.spapi, name="spapi"),

@@ -2,7 +2,8 @@
 operations. Only mounted when SPAPI_SANDBOX is on; every page says it is not Amazon.
 
 It uses the tenants' app registrations as Amazon would (application id, client id and secret,
-redirect URI, draft flag) and enforces the scopes its tokens carry.
+redirect URI, draft flag, roles) and plays one of two modes (`modes.py`): the source document's
+scopes, or Amazon's registered roles.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from sellers.hashing import token_hash
 from sellers.models import Tenant
-from sellers.scopes import CATALOG, parse_scope_string, scope_for_path
+from sellers.scopes import CATALOG, parse_scope_string
 
+from . import modes
 from .models import SandboxAccessToken, SandboxAuthorization
 
 CODE_TTL = timedelta(minutes=5)  # Amazon's authorization codes die after 5 minutes.
@@ -45,7 +47,22 @@ def _redirect(url: str, **params) -> HttpResponse:
 
 def index(request: HttpRequest) -> HttpResponse:
     tenants = Tenant.objects.order_by("name")
-    return render(request, "sandbox/index.html", {"tenants": tenants})
+    return render(
+        request,
+        "sandbox/index.html",
+        {"tenants": tenants, "mode": modes.mode_current(), "modes": modes.SandboxMode.choices},
+    )
+
+
+@require_POST  # CSRF-checked: it changes how the sandbox answers everyone.
+def mode_switch(request: HttpRequest) -> HttpResponse:
+    try:
+        modes.mode_set(request.POST.get("mode", ""))
+    except ValueError as exc:
+        return _consent_error(request, "MODE", str(exc))
+    response = HttpResponse(status=303)
+    response["Location"] = reverse("sandbox:index")
+    return response
 
 
 def _consent_error(request, code: str, message: str, status: int = 400) -> HttpResponse:
@@ -68,9 +85,12 @@ def consent(request: HttpRequest, region: str) -> HttpResponse:
     redirect_uri = data.get("redirect_uri") or tenant.effective_redirect_uri
     if redirect_uri != tenant.effective_redirect_uri:
         return _consent_error(request, "MD5101", "The redirect_uri is not one of the app's registered redirect URIs.")
+    mode = modes.mode_current()
     # The GET carries Amazon's `scope` parameter; the form posts it back as `scope_requested`
-    # because its `scope` checkboxes carry what the seller approved.
+    # because its `scope` checkboxes carry what the seller approved. Real Amazon ignores it.
     requested = parse_scope_string(data.get("scope") if request.method == "GET" else data.get("scope_requested"))
+    if mode == modes.SandboxMode.AMAZON:
+        requested = []
     unknown = [s for s in requested if s not in CATALOG]
     if unknown:
         return _redirect(
@@ -94,6 +114,8 @@ def consent(request: HttpRequest, region: str) -> HttpResponse:
                 "scope_string": " ".join(requested),
                 "scopes": [{"name": s, "label": CATALOG[s].label, "description": CATALOG[s].description} for s in requested],
                 "selling_partner_id": "A" + secrets.token_hex(6).upper(),
+                "amazon_mode": mode == modes.SandboxMode.AMAZON,
+                "roles": modes.consent_roles(tenant.app_roles),
             },
         )
 
@@ -109,6 +131,7 @@ def consent(request: HttpRequest, region: str) -> HttpResponse:
         selling_partner_id=spid,
         region=region,
         scopes=approved if requested else [],
+        roles=list(tenant.app_roles or []),
         redirect_uri=redirect_uri,
         code_hash=token_hash(code),
         code_expires_at=timezone.now() + CODE_TTL,
@@ -145,16 +168,17 @@ def _issue_access_token(authorization: SandboxAuthorization) -> str:
 
 
 def _token_response(*, access: str, refresh: str, authorization: SandboxAuthorization) -> JsonResponse:
-    """LWA's answer to a code exchange or a refresh: the tokens and the scopes they carry."""
-    return JsonResponse(
-        {
-            "access_token": access,
-            "refresh_token": refresh,
-            "token_type": "bearer",
-            "expires_in": ACCESS_TOKEN_TTL,
-            "scope": " ".join(authorization.scopes),
-        }
-    )
+    """LWA's answer to a code exchange or a refresh: the tokens, and in `seed` mode the scopes
+    they carry (real Amazon names none)."""
+    body: dict[str, object] = {
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "bearer",
+        "expires_in": ACCESS_TOKEN_TTL,
+    }
+    if modes.mode_current() == modes.SandboxMode.SEED:
+        body["scope"] = " ".join(authorization.scopes)
+    return JsonResponse(body)
 
 
 @csrf_exempt
@@ -277,9 +301,14 @@ def spapi(request: HttpRequest, region: str, path: str) -> JsonResponse:
         return _unauthorized("The access token has expired or been revoked.")
     if authorization.region != region:
         return _unauthorized("The access token was issued for another region.")
-    needed = scope_for_path(path)
-    if needed is not None and needed not in authorization.scopes:
-        return _unauthorized(f"The access token does not grant {needed}.")
+    refusal = modes.spapi_refusal(
+        mode=modes.mode_current(), path=path, scopes=authorization.scopes, roles=authorization.roles
+    )
+    if refusal is not None:
+        status, details = refusal
+        if status == 404:
+            return JsonResponse({"errors": [{"code": "NotFound", "message": details}]}, status=404)
+        return _unauthorized(details)
     status, body = _operation(region, path, authorization, request)
     return JsonResponse(body, status=status)
 
@@ -358,8 +387,10 @@ def amazon_callback(request: HttpRequest, region: str) -> HttpResponse:
     state = request.GET.get("state", "")
     if not state:
         return _consent_error(request, "MD9400", "The app returned no state.")
-    # Amazon's own flow names no scope: the app's registered roles are what the seller approves.
-    requested = [s for s in CATALOG if s in set(tenant.registered_scopes or [])]
+    # Amazon's own flow names no scope: the app's registered roles are what the seller approves
+    # (in `seed` mode, played as the app's registered scopes).
+    amazon_mode = modes.mode_current() == modes.SandboxMode.AMAZON
+    requested = [] if amazon_mode else [s for s in CATALOG if s in set(tenant.registered_scopes or [])]
     return render(
         request,
         "sandbox/consent.html",
@@ -373,5 +404,7 @@ def amazon_callback(request: HttpRequest, region: str) -> HttpResponse:
             "scope_string": " ".join(requested),
             "scopes": [{"name": s, "label": CATALOG[s].label, "description": CATALOG[s].description} for s in requested],
             "selling_partner_id": claim.get("spid", ""),
+            "amazon_mode": amazon_mode,
+            "roles": modes.consent_roles(tenant.app_roles),
         },
     )

@@ -64,7 +64,15 @@ class Tenant(models.Model):
         default=list,
         blank=True,
         help_text="Scopes the app is registered for. Assumed granted (unconfirmed) when Amazon "
-        "returns no scope in the token response.",
+        "returns no scope in the token response and no app roles are recorded.",
+    )
+    # Values of sellers.roles.AppRole. What real Amazon decides with: when its token response
+    # names no scope, the scopes these roles give count as granted (sellers.scopes.SCOPE_ROLES).
+    app_roles = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The SP-API roles chosen when the app was registered (Developer Central → the app's "
+        "registration). When Amazon returns no scope, the scopes these roles give count as granted.",
     )
     webhook_url = models.URLField(
         max_length=500,

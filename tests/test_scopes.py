@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sellers.scopes import CATALOG, InvalidScope, parse_scope_string, scope_for_path, validate_scopes
+from sellers.scopes import CATALOG, InvalidScope, UnmappedPath, parse_scope_string, scope_for_path, validate_scopes
 
 
 def test_catalog_has_the_seven_scopes_of_the_seed():
@@ -23,11 +23,16 @@ def test_catalog_has_the_seven_scopes_of_the_seed():
         ("/finances/v0/financialEventGroups", "sellingpartnerapi::finance"),
         ("/notifications/v1/subscriptions/ANY_OFFER_CHANGED", "sellingpartnerapi::notifications"),
         ("/sellers/v1/marketplaceParticipations", None),
-        ("/ordersX/v0", None),
     ],
 )
 def test_scope_for_path(path, scope):
     assert scope_for_path(path) == scope
+
+
+@pytest.mark.parametrize("path", ["/ordersX/v0", "/notifications/v1/destinations", "/"])
+def test_unknown_and_grantless_paths_are_refused_not_assumed_open(path):
+    with pytest.raises(UnmappedPath):
+        scope_for_path(path)
 
 
 def test_validate_scopes_orders_by_catalog_and_refuses_unknown_with_seed_wording():

@@ -1,6 +1,6 @@
 """The sandbox's mode: the source document's model of Amazon, or Amazon as it really behaves."""
 
-from django.db import migrations
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
@@ -8,4 +8,31 @@ class Migration(migrations.Migration):
         ("sandbox", "0001_initial"),
     ]
 
-    operations: list[migrations.operations.base.Operation] = []
+    operations = [
+        migrations.CreateModel(
+            name="SandboxState",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[
+                            ("seed", "Seed (scopes asked and echoed, as in the source document)"),
+                            ("amazon", "Amazon (registered roles decide, no scope echoed)"),
+                        ],
+                        default="seed",
+                        max_length=16,
+                    ),
+                ),
+                ("changed_at", models.DateTimeField(auto_now=True)),
+            ],
+            options={
+                "constraints": [models.CheckConstraint(condition=models.Q(("id", 1)), name="sandbox_state_single_row")],
+            },
+        ),
+        migrations.AddField(
+            model_name="sandboxauthorization",
+            name="roles",
+            field=models.JSONField(default=list),
+        ),
+    ]

@@ -12,14 +12,13 @@ from django.utils import timezone
 
 from sellers.amazon import TokenResponse
 from sellers.models import TOKEN_FIELDS, Event, Grant, Seller, Tenant
-from sellers.scopes import CATALOG
+from sellers.scopes import CATALOG, scopes_given_by_roles
 from sellers.selectors import required_scopes
 
 from .events import event_record
 from .identity import AccountFingerprint
 from .notifications import notify_staff
 from .status import missing_required_scopes, seller_status_sync
-from .webhooks import webhook_enqueue
 
 
 @dataclass
@@ -35,10 +34,14 @@ class AuthorizationOutcome:
 
 
 def granted_scopes_from(*, tenant: Tenant, token: TokenResponse) -> tuple[list[str], bool]:
-    """(scopes, confirmed): the seed's `scope` field when present, else the app's registration."""
+    """(scopes, confirmed): the seed's `scope` field when present, else the app's registration:
+    the scopes its recorded roles give (real Amazon), or its registered scopes when none are."""
     if token.scopes is not None:
         names = set(token.scopes)
         confirmed = True
+    elif tenant.app_roles:
+        names = set(scopes_given_by_roles(tenant.app_roles))
+        confirmed = False
     else:
         names = set(tenant.registered_scopes or [])
         confirmed = False
@@ -195,9 +198,6 @@ def _authorization_record(
             body=f"{seller.name} authorized the app without: {', '.join(missing_required)}. Calls needing them will be refused.",
             event=event,
         )
-    else:
-        # Staff are not emailed about a complete authorization; the agency's programs are told.
-        webhook_enqueue(event=event, tenant=tenant)
 
 
 @transaction.atomic

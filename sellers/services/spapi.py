@@ -1,7 +1,10 @@
 """Scope-gated SP-API calls on a seller's behalf.
 
-`spapi_request` refuses, before any network call, a path whose scope (from the catalog) the
-seller's grant does not hold; sends the access token to the seller's regional host; on 401/403
+`spapi_request` refuses, before any network call, a path outside spconnect's map of SP-API
+(`sellers.scopes.PATH_FAMILIES`: which permission it needs is unknown, so it fails closed), a
+grantless one, and a path whose scope the seller's grant does not hold; when Amazon did not echo
+scopes and the tenant recorded its app's roles, a path none of those roles opens. It sends the
+access token to the seller's regional host; on 401/403
 `Unauthorized` refreshes once (single flight) and retries; turns `invalid_grant` into
 `ReauthorizationRequired` with a link; and when Amazon still refuses after a fresh token, records
 that this scope is refused for this seller. 429s are retried a bounded number of times.
@@ -19,7 +22,8 @@ from django.db import transaction
 from sellers import amazon
 from sellers.amazon import SpapiResponse
 from sellers.models import Event, Grant, Seller
-from sellers.scopes import CATALOG, scope_for_path
+from sellers.roles import role_labels
+from sellers.scopes import ANY_AUTHORIZED_SELLER, CATALOG, PathFamily, path_family
 
 from .status import seller_status_transition
 from .tokens import (
@@ -35,7 +39,9 @@ from .tokens import (
 
 __all__ = [
     "AppCredentialsRejected",
+    "PathNotMapped",
     "ReauthorizationRequired",
+    "RoleNotRegistered",
     "ScopeNotGranted",
     "SpapiError",
     "TokenUnavailable",
@@ -49,7 +55,10 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9_\-./~%:,;@!$&'()*+=]*$")
 MAX_THROTTLE_RETRIES = 3
 MAX_THROTTLE_WAIT_SECONDS = 10.0
 # Columns a call needs; the encrypted tokens stay unread when the in-process cache has the token.
-_GRANT_FIELDS = ("id", "seller_id", "status", "version", "access_token_expires_at", "granted_scopes", "refused_scopes")
+_GRANT_FIELDS = (
+    "id", "seller_id", "status", "version", "access_token_expires_at", "granted_scopes", "refused_scopes",
+    "scopes_confirmed",
+)
 
 
 class SpapiError(Exception):
@@ -75,6 +84,55 @@ class ScopeNotGranted(SpapiError):
         else:
             message = f"{seller.name} has not granted {scope} ({label}), which {path} needs. No request was sent."
         super().__init__(message, status_code=403 if refused_by_amazon else None)
+
+
+class PathNotMapped(SpapiError):
+    """The path is in no family of `sellers.scopes.PATH_FAMILIES` (or is grantless): refused unsent."""
+
+
+class RoleNotRegistered(ScopeNotGranted):
+    """Amazon did not echo scopes, and none of the app's recorded roles opens this path."""
+
+    def __init__(self, *, seller: Seller, family: PathFamily, path: str):
+        self.seller, self.path, self.refused_by_amazon = seller, path, False
+        self.scope = family.scope if family.scope in CATALOG else ""
+        self.roles = sorted(family.roles)
+        SpapiError.__init__(
+            self,
+            f"{path} needs one of the SP-API roles {', '.join(role_labels(family.roles))}; {seller.tenant.name}'s app "
+            "is registered for none of them (Admin → Tenants → App roles). No request was sent.",
+        )
+
+
+def _family(path: str) -> PathFamily:
+    family = path_family(path)
+    if family is None:
+        raise PathNotMapped(
+            f"{path[:100]} is not in spconnect's map of SP-API paths, so the permission it needs is unknown: "
+            "refused rather than assumed open to any grant. Add its family to sellers/scopes.py."
+        )
+    if family.grantless:
+        raise PathNotMapped(
+            f"{path[:100]} is a grantless operation ({family.api}): it takes the app's own token, never a seller's grant."
+        )
+    return family
+
+
+def _gate(*, seller: Seller, grant: Grant, family: PathFamily, path: str) -> None:
+    """Refuse, before any call, what the grant does not give. Amazon's 403s narrow it later."""
+    if grant.status != Grant.Status.ACTIVE:
+        return  # the refresh below decides: reauthorization_required names the reason
+    needed = None if family.scope == ANY_AUTHORIZED_SELLER else family.scope
+    app_roles = set(seller.tenant.app_roles or []) if not grant.scopes_confirmed else set()
+    if app_roles:
+        # Real Amazon: the app's roles decide path by path (finer than the document's scopes).
+        if not family.roles & app_roles:
+            raise RoleNotRegistered(seller=seller, family=family, path=path)
+        if needed is not None and needed in set(grant.refused_scopes or []):
+            raise ScopeNotGranted(seller=seller, scope=needed, path=path)
+        return
+    if needed is not None and needed not in grant.effective_scopes:
+        raise ScopeNotGranted(seller=seller, scope=needed, path=path)
 
 
 def _validate(method: str, path: str) -> str:
@@ -147,17 +205,18 @@ def spapi_request(
 ) -> SpapiResponse:
     """Call SP-API for the seller. Returns the response for any status but 401/403/429-exhausted.
 
-    Raises ScopeNotGranted (before any network call, or after Amazon refused a fresh token),
-    ReauthorizationRequired (`.link`), AppCredentialsRejected, TokenUnavailable, SpapiError.
+    Raises PathNotMapped and RoleNotRegistered (before any network call), ScopeNotGranted (before
+    any network call, or after Amazon refused a fresh token), ReauthorizationRequired (`.link`),
+    AppCredentialsRejected, TokenUnavailable, SpapiError.
     """
     method = _validate(method, path)
-    needed = scope_for_path(path)
+    family = _family(path)
+    needed = None if family.scope == ANY_AUTHORIZED_SELLER else family.scope
     grant = Grant.objects.filter(seller=seller).only(*_GRANT_FIELDS).first()
     if grant is None:
         raise reauthorization_required(seller=seller, reason="the seller has not authorized the app yet.")
     grant.seller = seller
-    if grant.status == Grant.Status.ACTIVE and needed is not None and needed not in grant.effective_scopes:
-        raise ScopeNotGranted(seller=seller, scope=needed, path=path)
+    _gate(seller=seller, grant=grant, family=family, path=path)
 
     token = grant_access_token(grant=grant)
     response = _send_throttled(region=seller.region, method=method, path=path, token=token, params=params, json=json)
