@@ -19,6 +19,7 @@ from .events import event_record
 from .identity import AccountFingerprint
 from .notifications import notify_staff
 from .status import missing_required_scopes, seller_status_sync
+from .webhooks import webhook_enqueue
 
 
 @dataclass
@@ -198,6 +199,9 @@ def _authorization_record(
             body=f"{seller.name} authorized the app without: {', '.join(missing_required)}. Calls needing them will be refused.",
             event=event,
         )
+    else:
+        # Staff are not emailed about a complete authorization; the agency's programs are told.
+        webhook_enqueue(event=event, tenant=tenant)
 
 
 @transaction.atomic
