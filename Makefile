@@ -27,9 +27,9 @@ setup: install .env ## Install, write .env, migrate, seed the demo tenant
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 
-run: setup ## Set everything up and serve http://127.0.0.1:8000 with the local Amazon sandbox
-	@$(PY) manage.py invite --tenant demo --name "Demo Seller" --email seller@example.com | tail -n1 | sed 's/^/Invitation link for a demo seller: /'
-	@bash bin/run_dev.sh $(HOST) $(PORT)
+# bin/run_dev.sh migrates, seeds the demo tenant, prints the demo seller's link, then serves.
+run: install .env ## Set everything up and serve with the local Amazon sandbox on HOST:PORT (default 127.0.0.1:8000; make run PORT=8101)
+	@PYTHON=$(PY) bash bin/run_dev.sh $(HOST) $(PORT)
 
 # axe-core for the browser tests' accessibility check, pinned in package-lock.json.
 node_modules/.installed: package.json package-lock.json

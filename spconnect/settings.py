@@ -56,6 +56,11 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000" if DEBUG else "")
 if not SITE_URL:
     # Every invitation, redirect URI and email link is built from it: never guess in production.
     raise ImproperlyConfigured("The setting SITE_URL is missing. Set it to the public https address, e.g. https://connect.example.com.")
+if DEBUG and "ALLOWED_HOSTS" not in os.environ:
+    # `make run HOST=… PORT=…` sets SITE_URL to where it serves: its links must be answered there.
+    _site_host = urlsplit(SITE_URL).hostname
+    if _site_host and _site_host not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS.append(_site_host)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -176,6 +181,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files served at the site's root by WhiteNoise (/favicon.ico: browsers ask for it on every page,
+# the admin's included).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -186,7 +194,13 @@ STORAGES = {
 }
 
 # --- Email -----------------------------------------------------------------------------------
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# In development (DEBUG) each message is a file in .mail/ (git-ignored) rather than lines lost
+# among runserver's request lines; with DEBUG off, the console unless EMAIL_BACKEND says otherwise.
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / ".mail"))
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
