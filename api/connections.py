@@ -177,22 +177,29 @@ def _columns(model, names: tuple[str, ...]) -> _Columns:
     return _Columns(model, [f.attname for f in fields], converters)
 
 
+# The proxy also checks the path's scope against the grant before sending anything.
+PROXY_PATH_GRANT_FIELDS = (*TOKEN_PATH_GRANT_FIELDS, "granted_scopes", "refused_scopes", "scopes_confirmed")
+
+
 @functools.cache
-def _token_path_sql(vendor: str) -> tuple[str, _Columns, _Columns]:
-    """The one SELECT of the token endpoint, built once per database vendor from the models."""
+def _token_path_sql(vendor: str, grant_names: tuple[str, ...] = TOKEN_PATH_GRANT_FIELDS) -> tuple[str, _Columns, _Columns]:
+    """The one SELECT of the token endpoint (and the proxy), built once per database vendor and
+    column set from the models."""
     qn = connection.ops.quote_name
     seller_fields = _in_model_order(Seller, TOKEN_PATH_SELLER_FIELDS)
-    grant_fields = _in_model_order(Grant, TOKEN_PATH_GRANT_FIELDS)
+    grant_fields = _in_model_order(Grant, grant_names)
     columns = [f"s.{qn(f.column)}" for f in seller_fields] + [f"g.{qn(f.column)}" for f in grant_fields]
     sql = (
         f"SELECT {', '.join(columns)} FROM {qn(Seller._meta.db_table)} s "
         f"LEFT JOIN {qn(Grant._meta.db_table)} g ON g.{qn(Grant._meta.get_field('seller').column)} = s.{qn('id')} "
         f"WHERE s.{qn(Seller._meta.get_field('tenant').column)} = %s AND s.{qn(Seller._meta.get_field('public_id').column)} = %s"
     )
-    return sql, _columns(Seller, TOKEN_PATH_SELLER_FIELDS), _columns(Grant, TOKEN_PATH_GRANT_FIELDS)
+    return sql, _columns(Seller, TOKEN_PATH_SELLER_FIELDS), _columns(Grant, grant_names)
 
 
-def connection_for_token(*, tenant_id: int, connection_id: UUID) -> Seller | None:
+def connection_for_token(
+    *, tenant_id: int, connection_id: UUID, grant_fields: tuple[str, ...] = TOKEN_PATH_GRANT_FIELDS
+) -> Seller | None:
     """The seller with its grant and access token (the only encrypted column decrypted): one query.
 
     Hand-built from the models' own metadata rather than compiled by the ORM on every call:
@@ -200,7 +207,7 @@ def connection_for_token(*, tenant_id: int, connection_id: UUID) -> Seller | Non
     with a trivial authenticated view (`bench/bench_api.py`; `tests/test_api_token_cost.py`
     checks it reads what the ORM would).
     """
-    sql, seller_columns, grant_columns = _token_path_sql(connection.vendor)
+    sql, seller_columns, grant_columns = _token_path_sql(connection.vendor, grant_fields)
     public_id = Seller._meta.get_field("public_id").get_db_prep_value(connection_id, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, [tenant_id, public_id])

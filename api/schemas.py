@@ -168,3 +168,41 @@ class InvitationOut(Schema):
     connection: ConnectionOut
     url: str = Field(..., description="The hosted page link to send the seller.")
     expires_at: datetime
+
+
+# --- Restricted data tokens and grantless tokens ------------------------------------------------
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+DataElement = Literal["buyerInfo", "shippingAddress", "buyerTaxInformation"]
+SpapiPath = Annotated[str, StringConstraints(min_length=2, max_length=2000, pattern=r"^/[A-Za-z0-9_\-./~%:,;@!$&'()*+={}]+$")]
+GrantlessScope = Literal["sellingpartnerapi::notifications", "sellingpartnerapi::client_credential:rotation"]
+
+
+class RestrictedResourceIn(_Strict):
+    method: HttpMethod
+    path: SpapiPath = Field(..., description="The operation's SP-API path, e.g. /orders/v0/orders/123-1234567-1234567/address.")
+    data_elements: list[DataElement] = Field(
+        default_factory=list, max_length=3, description="For getOrders, getOrder and getOrderItems: the personal data wanted."
+    )
+
+
+class RestrictedDataTokenIn(_Strict):
+    restricted_resources: list[RestrictedResourceIn] = Field(..., min_length=1, max_length=50)
+    target_application: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL)] | None = Field(
+        None, description="The application id of a delegatee app, when the token is for another application."
+    )
+
+
+class RestrictedDataTokenOut(Schema):
+    restricted_data_token: str = Field(..., description="Send as x-amz-access-token, for the named requests only.")
+    expires_in: int = Field(..., description="Seconds it stays valid.")
+
+
+class GrantlessTokenIn(_Strict):
+    scope: GrantlessScope
+
+
+class GrantlessTokenOut(Schema):
+    access_token: str = Field(..., description="The app's own token (no seller): send as x-amz-access-token to grantless operations.")
+    expires_in: int = Field(..., description="Seconds it stays valid.")

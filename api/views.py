@@ -7,20 +7,25 @@ import math
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Header, NinjaAPI, Query, Status
 from ninja.openapi.docs import Swagger
+from ninja.responses import codes_2xx, codes_4xx, codes_5xx
 from pydantic.json_schema import SkipJsonSchema
 
+from sellers.models import Tenant
 from sellers.selectors import required_scopes
 from sellers.services.invitations import reauthorization_link_get_or_create
 from sellers.services.tokens import AppCredentialsRejected, ReauthorizationRequired, TokenUnavailable
+from sellers.services.tokens.grantless import GrantlessRefused, tenant_grantless_token
+from sellers.services.tokens.restricted import RdtRefused, RestrictedResource, seller_restricted_data_token
 
 from .auth import KeyAuth, KeyRequest, actor_for_key
 from .connections import (
@@ -35,6 +40,7 @@ from .connections import (
 from .errors import ApiError, error_response, install_handlers
 from .idempotency import IdempotencyConflict, invitation_create_idempotent
 from .models import Permission
+from .proxy import DATA_ELEMENTS_HEADER, ProxyCall, connection_grant_usable, connection_proxy, data_elements_of, key_allows, proxy_path
 from .schemas import (
     AccessTokenIn,
     AccessTokenOut,
@@ -42,10 +48,14 @@ from .schemas import (
     ConnectionListOut,
     ConnectionOut,
     ErrorOut,
+    GrantlessTokenIn,
+    GrantlessTokenOut,
     IdempotencyKey,
     InvitationIn,
     InvitationOut,
     LinkOut,
+    RestrictedDataTokenIn,
+    RestrictedDataTokenOut,
 )
 
 DESCRIPTION = """\
@@ -128,6 +138,20 @@ def _token_unavailable(request: HttpRequest, exc: TokenUnavailable) -> HttpRespo
 @api.exception_handler(AppCredentialsRejected)
 def _credentials_rejected(request: HttpRequest, exc: AppCredentialsRejected) -> HttpResponse:
     return error_response(502, "app_credentials_rejected", str(exc))
+
+
+@api.exception_handler(RdtRefused)
+def _rdt_refused(request: HttpRequest, exc: RdtRefused) -> HttpResponse:
+    # Amazon's 400 (a resource it does not consider restricted) and 403 (the app lacks the
+    # restricted role) are the caller's to fix; anything else is Amazon's side.
+    status = exc.status_code if exc.status_code in (400, 403) else 502
+    said = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in exc.errors)
+    return error_response(status, "rdt_refused", f"{exc}" + (f" Amazon said: {said}" if said else ""))
+
+
+@api.exception_handler(GrantlessRefused)
+def _grantless_refused(request: HttpRequest, exc: GrantlessRefused) -> HttpResponse:
+    return error_response(502, "grantless_refused", str(exc))
 
 
 def _not_found() -> ApiError:
@@ -275,3 +299,154 @@ def create_invitation(
         "expires_at": invitation.expires_at,
     }
     return Status(201, body)
+
+
+# --- Restricted data tokens and grantless tokens -------------------------------------------------
+
+
+@api.post(
+    "/connections/{id}/restricted-data-token",
+    response={200: RestrictedDataTokenOut, **_errors(404, 409, 502, 503)},
+    auth=KeyAuth(Permission.RDT_CREATE),
+    operation_id="createRestrictedDataToken",
+    summary="Get a restricted data token",
+    tags=["tokens"],
+)
+def restricted_data_token(request: KeyRequest, response: HttpResponse, id: UUID, payload: RestrictedDataTokenIn):
+    """A restricted data token (RDT) from Amazon's Tokens API for the named operations of the
+    connection's seller: buyers' addresses, buyer info, tax information. Each one is recorded
+    in the connection's history (the key, the methods and paths; never the token). A key with
+    proxy `paths` may only name paths under them (403 `path_not_allowed`). Permission `rdt:create`.
+
+    403/400 `rdt_refused` when Amazon refuses (the app lacks the restricted role, or a path is
+    not a restricted operation); 409 `reauthorization_required` as for access tokens.
+    """
+    key = request.auth
+    refused = [r.path for r in payload.restricted_resources if not key_allows(key, r.path)]
+    if refused:
+        raise ApiError(403, "path_not_allowed", f"This key may only name SP-API paths under: {', '.join(key.paths)}.")
+    seller = connection_for_token(tenant_id=key.tenant_id, connection_id=id)
+    if seller is None:
+        raise _not_found()
+    grant = connection_grant_usable(seller)
+    result = seller_restricted_data_token(
+        seller=seller,
+        grant=grant,
+        resources=[RestrictedResource(r.method, r.path, tuple(r.data_elements)) for r in payload.restricted_resources],
+        target_application=payload.target_application,
+        actor=actor_for_key(key),
+        api_key=key.display_prefix,
+    )
+    response["Cache-Control"] = "no-store"
+    return {"restricted_data_token": result.token, "expires_in": result.expires_in}
+
+
+@api.post(
+    "/grantless-token",
+    response={200: GrantlessTokenOut, **_errors(502, 503)},
+    auth=KeyAuth(Permission.GRANTLESS),
+    operation_id="getGrantlessToken",
+    summary="Get a grantless token",
+    tags=["tokens"],
+)
+def grantless_token(request: KeyRequest, response: HttpResponse, payload: GrantlessTokenIn):
+    """The tenant's app's own access token for a grantless scope (no seller): notification
+    destinations (`sellingpartnerapi::notifications`) or client secret rotation
+    (`sellingpartnerapi::client_credential:rotation`). Kept by spconnect until shortly before it
+    expires, so repeated calls cost no Login with Amazon request. Permission `grantless`.
+
+    502 `app_credentials_rejected` or `grantless_refused` when Login with Amazon refuses; 503
+    `token_unavailable` with Retry-After when it does not answer.
+    """
+    tenant = Tenant.objects.get(pk=request.auth.tenant_id)
+    token = tenant_grantless_token(tenant=tenant, scope=payload.scope)
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return {"access_token": token.access_token, "expires_in": token.expires_in()}
+
+
+# --- The SP-API proxy ----------------------------------------------------------------------------
+
+# What Amazon answers is handed on as it is: any status, any JSON body. spconnect's own refusals
+# (before anything is sent, and 502/503/409 around the token) have the usual error shape.
+_PROXY_RESPONSES: dict = {
+    codes_2xx: dict[str, Any],
+    codes_4xx: dict[str, Any],
+    codes_5xx: dict[str, Any],
+}
+_PROXY_DOC = """Calls SP-API as the connection's seller, without handing out the seller's token: the method,
+`path`, query string, body and Content-Type go to the connection's regional SP-API host with its
+access token, and Amazon's status, body, Content-Type, `x-amzn-RequestId`,
+`x-amzn-RateLimit-Limit` and `Retry-After` come back. No other header passes either way, and
+nothing can change the host. Permission `proxy`.
+
+Refused before anything is sent: 400 `invalid_path`; 403 `path_not_allowed` (outside the key's
+proxy paths, or the Tokens API); 403 `scope_not_granted` (the seller did not grant the scope the
+path needs); 404 for an unknown connection; 409 `reauthorization_required` with
+`reauthorization_url` (never authorized, revoked or expired). GET is retried on 429 and 5xx (at
+most 3 times, honouring Retry-After up to 5 s); other methods are sent exactly once.
+`X-Spconnect-Data-Elements` (needs `rdt:create` too): a restricted data token for this method
+and path is obtained and sent instead of the access token."""
+_ANY_JSON_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}}
+DataElementsHeader = Annotated[
+    str | SkipJsonSchema[None],
+    Header(
+        alias=DATA_ELEMENTS_HEADER,
+        description="Comma-separated: buyerInfo, shippingAddress, buyerTaxInformation. Sends a restricted data token.",
+    ),
+]
+
+
+def _proxy(request: KeyRequest, id: UUID, path: str, data_elements: str | None) -> HttpResponse:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise ApiError(413, "payload_too_large", "The request body is larger than this server accepts.") from None
+    call = ProxyCall(
+        method=(request.method or "GET").upper(),
+        path=proxy_path(path),
+        query=request.META.get("QUERY_STRING", ""),
+        body=body,
+        content_type=request.META.get("CONTENT_TYPE", "") if body else "",
+        data_elements=data_elements_of(data_elements),
+    )
+    return connection_proxy(key=request.auth, connection_id=id, call=call)
+
+
+def _proxy_operation(method: str, *, with_body: bool):
+    return api.api_operation(
+        [method],
+        "/connections/{id}/proxy/{path:path}",
+        response=_PROXY_RESPONSES,
+        auth=KeyAuth(Permission.PROXY),
+        operation_id=f"proxy{method.title()}",
+        summary=f"{method} through the SP-API proxy",
+        description=_PROXY_DOC,
+        tags=["proxy"],
+        openapi_extra=_ANY_JSON_BODY if with_body else None,
+    )
+
+
+@_proxy_operation("GET", with_body=False)
+def proxy_get(request: KeyRequest, id: UUID, path: str, data_elements: DataElementsHeader = None):
+    return _proxy(request, id, path, data_elements)
+
+
+@_proxy_operation("POST", with_body=True)
+def proxy_post(request: KeyRequest, id: UUID, path: str, data_elements: DataElementsHeader = None):
+    return _proxy(request, id, path, data_elements)
+
+
+@_proxy_operation("PUT", with_body=True)
+def proxy_put(request: KeyRequest, id: UUID, path: str, data_elements: DataElementsHeader = None):
+    return _proxy(request, id, path, data_elements)
+
+
+@_proxy_operation("PATCH", with_body=True)
+def proxy_patch(request: KeyRequest, id: UUID, path: str, data_elements: DataElementsHeader = None):
+    return _proxy(request, id, path, data_elements)
+
+
+@_proxy_operation("DELETE", with_body=False)
+def proxy_delete(request: KeyRequest, id: UUID, path: str, data_elements: DataElementsHeader = None):
+    return _proxy(request, id, path, data_elements)

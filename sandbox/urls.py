@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import views
+from . import restricted, views
 
 app_name = "sandbox"
 
@@ -9,7 +9,7 @@ urlpatterns = [
     path("mode", views.mode_switch, name="mode"),
     path("<str:region>/apps/authorize/consent", views.consent, name="consent"),
     path("auth/o2/token", views.token, name="token"),
-    re_path(r"^spapi/(?P<region>na|eu|fe)(?P<path>/.*)$", views.spapi, name="spapi"),
+    re_path(r"^spapi/(?P<region>na|eu|fe)(?P<path>/.*)$", restricted.spapi_view(views.spapi), name="spapi"),
 ]
 
 # Amazon-initiated authorization: Seller Central opening an app's Login URI, and its callback page.

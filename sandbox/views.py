@@ -28,7 +28,7 @@ from sellers.hashing import token_hash
 from sellers.models import Tenant
 from sellers.scopes import CATALOG, parse_scope_string
 
-from . import modes
+from . import modes, restricted
 from .models import SandboxAccessToken, SandboxAuthorization
 
 CODE_TTL = timedelta(minutes=5)  # Amazon's authorization codes die after 5 minutes.
@@ -224,6 +224,8 @@ def token(request: HttpRequest) -> JsonResponse:
         access = _issue_access_token(authorization)
         return _token_response(access=access, refresh=refresh, authorization=authorization)
 
+    if grant_type == "client_credentials":
+        return restricted.client_credentials(request, client_id)
     return _lwa_error("unsupported_grant_type", "The grant_type is not supported by this endpoint.")
 
 
@@ -309,6 +311,9 @@ def spapi(request: HttpRequest, region: str, path: str) -> JsonResponse:
         if status == 404:
             return JsonResponse({"errors": [{"code": "NotFound", "message": details}]}, status=404)
         return _unauthorized(details)
+    answered = restricted.with_authorization(request, path, authorization)
+    if answered is not None:
+        return answered
     status, body = _operation(region, path, authorization, request)
     return JsonResponse(body, status=status)
 

@@ -9,6 +9,7 @@ Nothing in this module logs or raises with a request body, header value or token
 
 from __future__ import annotations
 
+import json as _json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -226,3 +227,139 @@ def spapi_send(
     except ValueError:
         body = {"raw": response.text[:2000]}
     return SpapiResponse(response.status_code, body, dict(response.headers))
+
+
+@sensitive_variables("client_secret")
+def lwa_client_credentials(*, client_id: str, client_secret: str, scope: str) -> TokenResponse:
+    """A grantless (app-level, no seller) access token for one scope: LWA's `client_credentials`."""
+    return _token_request(
+        {
+            "grant_type": "client_credentials",
+            "scope": scope,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+    )
+
+
+# --- Restricted data tokens ------------------------------------------------------------------
+
+RDT_PATH = "/tokens/2021-03-01/restrictedDataToken"
+
+
+@dataclass(frozen=True)
+class RestrictedDataToken:
+    token: str = field(repr=False)
+    expires_in: int
+
+
+class RdtRefused(Exception):
+    """The Tokens API answered something other than a restricted data token. `response` is its
+    answer (Amazon's error body names the problem; it never echoes a token)."""
+
+    def __init__(self, response: SpapiResponse):
+        self.response = response
+        codes = ", ".join(c for c in response.error_codes if c) or f"HTTP {response.status_code}"
+        super().__init__(f"The Tokens API refused the restricted data token ({codes}).")
+
+
+@sensitive_variables("access_token")
+def rdt_create(
+    *, region: str, access_token: str, restricted_resources: list[dict[str, Any]], target_application: str | None = None
+) -> RestrictedDataToken:
+    """`POST /tokens/2021-03-01/restrictedDataToken` with the seller's access token.
+
+    `restricted_resources`: `[{"method", "path", "dataElements"?}]` as Amazon spells them.
+    Raises RdtRefused (any answer without a token, 403 Unauthorized included: the caller
+    decides whether to refresh) and SpapiTransportError.
+    """
+    body: dict[str, Any] = {"restrictedResources": restricted_resources}
+    if target_application:
+        body["targetApplication"] = target_application
+    response = spapi_send(region=region, method="POST", path=RDT_PATH, access_token=access_token, json=body)
+    answer = response.body if isinstance(response.body, dict) else {}
+    token = answer.get("restrictedDataToken")
+    if response.status_code != 200 or not isinstance(token, str) or not token:
+        raise RdtRefused(response)
+    try:
+        expires_in = max(0, int(answer.get("expiresIn", 3600)))
+    except (TypeError, ValueError):
+        expires_in = 3600
+    return RestrictedDataToken(token=token, expires_in=expires_in)
+
+
+# --- Forwarding (the agency API's proxy) -----------------------------------------------------
+
+
+class SpapiResponseTooLarge(Exception):
+    """SP-API's answer was longer than the caller's limit; it was not read further."""
+
+
+@dataclass(frozen=True)
+class SpapiRawResponse:
+    """An SP-API answer as bytes: the proxy hands it on without parsing it."""
+
+    status_code: int
+    content: bytes
+    headers: Mapping[str, str]
+
+    def spapi_response(self) -> SpapiResponse:
+        """The parsed view (error codes, Retry-After) of this answer."""
+        try:
+            body: Any = _json.loads(self.content) if self.content else {}
+        except ValueError:
+            body = {}
+        return SpapiResponse(self.status_code, body, self.headers)
+
+
+def _read_bounded(response: requests.Response, limit: int) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise SpapiResponseTooLarge(f"SP-API's answer is {declared} bytes; the limit is {limit}.")
+    if response.raw is None:  # already in memory (a response built without a socket)
+        content = response.content
+        if len(content) > limit:
+            raise SpapiResponseTooLarge(f"SP-API's answer is over {limit} bytes.")
+        return content
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise SpapiResponseTooLarge(f"SP-API's answer is over {limit} bytes.")
+            chunks.append(chunk)
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+@sensitive_variables("access_token")
+def spapi_forward(
+    *,
+    region: str,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+    content_type: str,
+    access_token: str,
+    max_bytes: int,
+) -> SpapiRawResponse:
+    """Send one request, as given, to the region's SP-API host and read at most `max_bytes` of
+    the answer (decompressed). `path` is already percent-encoded; `query` is the raw query string.
+
+    The host is always the configured one for `region`: nothing in the request can change where
+    the token goes. Raises SpapiTransportError, SpapiResponseTooLarge.
+    """
+    url = settings.SPAPI_API_HOSTS[region].rstrip("/") + path + (f"?{query}" if query else "")
+    headers = {"x-amz-access-token": access_token, "Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    try:
+        response = http.send(method.upper(), url, data=body or None, headers=headers, stream=True)
+        content = _read_bounded(response, max_bytes)
+    except http.NETWORK_ERRORS as exc:
+        raise SpapiTransportError(f"No answer from SP-API ({type(exc).__name__}).") from None
+    return SpapiRawResponse(response.status_code, content, response.headers)

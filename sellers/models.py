@@ -355,6 +355,7 @@ class Event(models.Model):
         ACCOUNT_RELEASED = "account_released", "Amazon account released"
         API_KEY_CREATED = "api_key_created", "API key created"
         API_KEY_REVOKED = "api_key_revoked", "API key revoked"
+        RDT_CREATED = "rdt_created", "Restricted data token obtained"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="events")
     seller = models.ForeignKey(Seller, on_delete=models.CASCADE, related_name="events", null=True, blank=True)
