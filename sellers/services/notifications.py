@@ -9,8 +9,6 @@ secrets, and everything is scrubbed once more on the way out.
 
 from __future__ import annotations
 
-from functools import partial
-
 from django.conf import settings
 from django.core.mail import send_mass_mail
 from django.db import transaction
@@ -50,7 +48,13 @@ def notify_staff(*, tenant: Tenant, subject: str, body: str, event: Event | None
             {"tenant": tenant, "body": body, "event": event, "seller": event.seller if event is not None and event.seller_id else None,
              "site_url": settings.SITE_URL},
         )
-        # robust: a mail server being down must not undo or break the change being announced.
-        transaction.on_commit(partial(_send_emails, f"[spconnect] {tenant.name}: {subject}", text, recipients), robust=True)
+        mail_subject = f"[spconnect] {tenant.name}: {subject}"
+
+        def send() -> None:
+            _send_emails(mail_subject, text, recipients)
+
+        # robust: a mail server being down must not undo or break the change being announced. A
+        # function, not a partial: Django names a failing robust callback by its __qualname__.
+        transaction.on_commit(send, robust=True)
     if event is not None:
         webhook_enqueue(event=event, tenant=tenant)

@@ -31,7 +31,6 @@ import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -116,8 +115,14 @@ def webhook_enqueue(*, event: Event, tenant: Tenant | None = None) -> None:
     if not tenant.webhook_secret:
         logger.warning("Tenant %s has a webhook URL but no webhook secret; webhook not sent.", tenant.slug)
         return
-    # robust, as for emails: a broker being down must not undo the change being announced.
-    transaction.on_commit(partial(_announce, event, _message_id()), robust=True)
+    message_id = _message_id()
+
+    def announce() -> None:
+        _announce(event, message_id)
+
+    # robust, as for emails: a broker being down must not undo the change being announced. A
+    # function, not a partial: Django names a failing robust callback by its __qualname__.
+    transaction.on_commit(announce, robust=True)
 
 
 def webhook_post(*, url: str, body: bytes, headers: Mapping[str, str], addresses: Sequence[str] | None = None) -> int:
