@@ -281,7 +281,7 @@ def connection_proxy(*, key: ApiKey, connection_id: UUID, call: ProxyCall) -> Ht
         return _answer(response)
     family = path_family(call.path)
     needed = family.scope if family is not None and family.scope in CATALOG else None
-    if needed is not None and (call.data_elements or not family.restricted_data):
+    if family is not None and needed is not None and (call.data_elements or not family.restricted_data):
         # A fresh token refused: the scope is not really granted. (An operation that wants a
         # restricted data token refuses a plain token whatever the scopes: passed on as is.)
         grant_scope_refused(grant=fresh, scope=needed)
