@@ -49,6 +49,13 @@ _RESTRICTED = (_ADDRESS, _BUYER_INFO, re.compile(rf"^/orders/v0/orders(/{_ORDER_
 # Amazon's published rates (requests per second) for what the sandbox plays.
 _RATES = (("/orders/", "0.0167"), ("/tokens/", "1.0"), ("/notifications/", "1.0"), ("/fba/inventory/", "2.0"))
 
+# The one notification destination every app has in the sandbox.
+SANDBOX_DESTINATION = {
+    "name": "sandbox-queue",
+    "destinationId": "00000000-0000-4000-8000-000000000001",
+    "resource": {"sqs": {"arn": "arn:aws:sqs:us-east-1:000000000000:sandbox-queue"}},
+}
+
 _FAULTS_KEY = "sandbox:spapi-faults"
 _faults_guard = threading.Lock()
 
@@ -139,7 +146,7 @@ def _grantless(request: HttpRequest, path: str, token: str) -> HttpResponse:
     scope = claim.get("s")
     if path.startswith("/notifications/v1/destinations") and scope == "sellingpartnerapi::notifications":
         if request.method == "GET":
-            return JsonResponse({"payload": []})
+            return JsonResponse({"payload": [SANDBOX_DESTINATION]})
         if request.method == "POST":
             return JsonResponse({"payload": {"destinationId": str(uuid.uuid4()), **_json_body(request)}})
     if path == "/applications/2023-11-30/clientSecret" and scope == "sellingpartnerapi::client_credential:rotation":

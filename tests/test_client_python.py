@@ -26,7 +26,6 @@ from spconnect_client import (
     ApiError,
     AppCredentialsRejected,
     Client,
-    GrantlessNotAvailable,
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
@@ -335,14 +334,23 @@ def test_sp_api_auth_passes_errors_through_and_caches_nothing_on_failure():
     assert token_client.get_auth().access_token == "Atza|after" and len(stub.requests) == 2
 
 
-def test_grantless_auth_says_where_grantless_tokens_will_come_from():
-    client, stub = stub_client(lambda r: token_answer())
+def test_grantless_auth_asks_spconnect_once_per_scope_while_the_token_lasts():
+    def handler(request):
+        scope = json.loads(request.body)["scope"]
+        return 200, {"access_token": f"Atc|{scope[-5:]}-{len(stub.requests)}", "expires_in": 3600}, {}
+
+    client, stub = stub_client(handler)
     token_client = sp_api_auth(client=client, connection_id="c1", cache=TokenCache())(
         refresh_token=None, credentials=None, proxies=None, verify=True)
-    with pytest.raises(NotImplementedError) as caught:
-        token_client.get_grantless_auth("sellingpartnerapi::notifications")
-    assert isinstance(caught.value, GrantlessNotAvailable)
-    assert "/api/v1/grantless-token" in str(caught.value) and stub.requests == []
+    first = token_client.get_grantless_auth("sellingpartnerapi::notifications")
+    again = token_client.get_grantless_auth("sellingpartnerapi::notifications")
+    rotation = token_client.get_grantless_auth("sellingpartnerapi::client_credential:rotation")
+    assert first.access_token == again.access_token == "Atc|tions-1"
+    assert rotation.access_token == "Atc|ation-2"
+    assert [urlparse(r.url).path for r in stub.requests] == ["/api/v1/grantless-token"] * 2
+    assert stub.bodies() == [{"scope": "sellingpartnerapi::notifications"},
+                             {"scope": "sellingpartnerapi::client_credential:rotation"}]
+    assert 3500 < first.expires_in <= 3600
 
 
 def test_python_amazon_sp_api_builds_its_client_with_sp_api_auth_and_reads_its_token():
@@ -484,3 +492,63 @@ def test_live_rate_limit_carries_retry_after(live, settings):
     with pytest.raises(RateLimited) as caught:
         live.list_connections_page()
     assert caught.value.status == 429 and caught.value.retry_after and caught.value.retry_after > 0
+
+
+# --- The SP-API proxy, restricted data tokens and grantless tokens, live -------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_proxy_returns_amazons_answers_and_raises_spconnects_refusals(live_amazon, tenant, other_tenant, amazon_calls):
+    from spconnect_client import PathNotAllowed, ProxyResponse, ScopeNotGranted
+
+    from .test_api_proxy import connected
+
+    seller, _ = connected(tenant)
+    client = Client(base_url=live_amazon, api_key=live_key(tenant, "proxy", "rdt:create", name="proxy-client"))
+    limited = Client(base_url=live_amazon, api_key=live_key(tenant, "proxy", name="orders-only"))
+    from api.models import ApiKey
+
+    ApiKey.objects.filter(name="orders-only").update(paths=["/orders/"])
+
+    orders = client.proxy(str(seller.public_id), "GET", "/orders/v0/orders", params={"CreatedAfter": "2025-01-01T00:00:00Z"})
+    assert isinstance(orders, ProxyResponse) and orders.ok
+    assert orders.json()["payload"]["CreatedAfter"] == "2025-01-01T00:00:00Z"
+    assert orders.request_id and orders.rate_limit == pytest.approx(0.0167)
+
+    missing = client.proxy(str(seller.public_id), "POST", "/orders/v0/orders/902-1234567-7654321/shipment",
+                           json={"shipmentStatus": "ReadyForPickup"})
+    assert missing.status == 404 and missing.json()["errors"][0]["code"] == "NotFound"  # Amazon's, not raised
+
+    address = client.proxy(str(seller.public_id), "GET", "/orders/v0/orders/902-1234567-7654321/address",
+                           data_elements=["shippingAddress"])
+    assert address.status == 200 and address.json()["payload"]["ShippingAddress"]["CountryCode"] == "US"
+
+    with pytest.raises(ScopeNotGranted):
+        client.proxy(str(seller.public_id), "GET", "/reports/2021-06-30/reports")
+    with pytest.raises(PathNotAllowed):
+        limited.proxy(str(seller.public_id), "GET", "/fba/inventory/v1/summaries")
+    theirs, _ = connected(other_tenant, spid="A1THEIRS")
+    with pytest.raises(NotFound):
+        client.proxy(str(theirs.public_id), "GET", "/orders/v0/orders")
+    with pytest.raises(PermissionDenied):
+        limited.proxy(str(seller.public_id), "GET", "/orders/v0/orders/1/address", data_elements=["buyerInfo"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_restricted_data_and_grantless_tokens(live_amazon, tenant, amazon_calls):
+    from .test_api_proxy import connected
+
+    seller, _ = connected(tenant)
+    client = Client(base_url=live_amazon, api_key=live_key(tenant, "rdt:create", "grantless", name="tokens-client"))
+    path = "/orders/v0/orders/902-1234567-7654321/buyerInfo"
+    rdt = client.get_restricted_data_token(str(seller.public_id), [{"method": "GET", "path": path}])
+    assert rdt.restricted_data_token not in repr(rdt) and rdt.expires_in == 3600
+    answer = requests.get(f"{live_amazon}/sandbox/spapi/na{path}", headers={"x-amz-access-token": rdt.restricted_data_token},
+                          timeout=10)
+    assert answer.status_code == 200 and "BuyerInfo" in answer.json()["payload"]
+
+    grantless = client.get_grantless_token("sellingpartnerapi::notifications")
+    assert grantless.access_token not in repr(grantless) and grantless.expires_in > 3000
+    with pytest.raises(InvalidRequest) as caught:
+        client.get_grantless_token("sellingpartnerapi::orders")
+    assert caught.value.field == "scope"

@@ -123,3 +123,25 @@ def test_a_pending_connection_has_no_token_to_give(live_amazon, counted_client, 
         sellers.get_marketplace_participation()
     assert caught.value.status == 409 and caught.value.reauthorization_url
     assert amazon_calls.token_calls == [] and amazon_calls.spapi_calls == []
+
+
+def test_grantless_operations_get_the_apps_token_from_spconnect(live_amazon, tenant, amazon_calls):
+    from sp_api.api import Notifications
+
+    from sellers.services.tokens.grantless import grantless_cache_clear
+
+    grantless_cache_clear()
+    client = Client(base_url=live_amazon, api_key=api_key(tenant, "grantless"))
+    notifications = on_sandbox(
+        Notifications(credentials=SP_API_CREDENTIALS, auth_token_client_class=sp_api_auth(
+            client=client, connection_id="unused-for-grantless", cache=TokenCache())),
+        f"{live_amazon}/sandbox/spapi/na",
+    )
+
+    first = notifications.get_destinations()
+    second = notifications.get_destinations()
+
+    # The sandbox lists its destination only to a grantless notifications token.
+    assert first.payload[0]["name"] == second.payload[0]["name"] == "sandbox-queue"
+    grantless = [c for c in amazon_calls.token_calls if c.grant_type == "client_credentials"]
+    assert [c.data["scope"] for c in grantless] == ["sellingpartnerapi::notifications"]

@@ -4,6 +4,7 @@
     client = Client(base_url="https://spconnect.example.com", api_key="…")
     for connection in client.list_connections(status="active"):
         token = client.get_access_token(connection.id)
+    orders = client.proxy(connection.id, "GET", "/orders/v0/orders", params={"MarketplaceIds": "ATVPDKIKX0DER"})
 
 `sp_api_auth()` plugs spconnect's tokens into python-amazon-sp-api (`pip install
 'spconnect-client[sp-api]'`).
@@ -16,18 +17,32 @@ from .errors import (
     ApiError,
     AppCredentialsRejected,
     GrantlessNotAvailable,
+    GrantlessRefused,
     IdempotencyConflict,
     InvalidRequest,
     NotFound,
+    PathNotAllowed,
     PermissionDenied,
     RateLimited,
+    RdtRefused,
     ReauthorizationRequired,
+    ScopeNotGranted,
+    SpapiUnreachable,
     SpconnectError,
     TokenUnavailable,
     TransportError,
     Unauthorized,
 )
-from .models import AccessToken, Connection, ConnectionPage, Invitation, ReauthorizationLink
+from .models import (
+    AccessToken,
+    Connection,
+    ConnectionPage,
+    GrantlessToken,
+    Invitation,
+    ProxyResponse,
+    ReauthorizationLink,
+    RestrictedDataToken,
+)
 from .sp_api import SP_API_CREDENTIALS, SpApiAuth, TokenCache, sp_api_auth
 
 __all__ = [
@@ -39,15 +54,23 @@ __all__ = [
     "Connection",
     "ConnectionPage",
     "GrantlessNotAvailable",
+    "GrantlessRefused",
+    "GrantlessToken",
     "IdempotencyConflict",
     "InvalidRequest",
     "Invitation",
     "NotFound",
+    "PathNotAllowed",
     "PermissionDenied",
+    "ProxyResponse",
     "RateLimited",
+    "RdtRefused",
     "ReauthorizationLink",
     "ReauthorizationRequired",
+    "RestrictedDataToken",
+    "ScopeNotGranted",
     "SpApiAuth",
+    "SpapiUnreachable",
     "SpconnectError",
     "TokenCache",
     "TokenUnavailable",

@@ -13,7 +13,16 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .errors import SpconnectError, TransportError, error_from_response
-from .models import AccessToken, Connection, ConnectionPage, Invitation, ReauthorizationLink
+from .models import (
+    AccessToken,
+    Connection,
+    ConnectionPage,
+    GrantlessToken,
+    Invitation,
+    ProxyResponse,
+    ReauthorizationLink,
+    RestrictedDataToken,
+)
 
 Timeout = float | tuple[float, float]
 
@@ -129,6 +138,74 @@ class Client:
         body = self._request("POST", f"/connections/{_segment(connection_id)}/access-token", json=payload)
         return AccessToken.from_json(body)
 
+    def get_restricted_data_token(
+        self,
+        connection_id: str,
+        restricted_resources: list[Mapping[str, Any]],
+        *,
+        target_application: str | None = None,
+    ) -> RestrictedDataToken:
+        """A restricted data token for buyers' personal data: `restricted_resources` is a list of
+        `{"method": "GET", "path": "/orders/v0/orders/…/address", "data_elements": [...]}`.
+        Needs the `rdt:create` permission. Send the token as `x-amz-access-token` to those
+        requests only (or let `proxy(..., data_elements=...)` do it all)."""
+        payload: dict[str, Any] = {"restricted_resources": [dict(r) for r in restricted_resources]}
+        if target_application is not None:
+            payload["target_application"] = target_application
+        body = self._request("POST", f"/connections/{_segment(connection_id)}/restricted-data-token", json=payload)
+        return RestrictedDataToken.from_json(body)
+
+    def get_grantless_token(self, scope: str = "sellingpartnerapi::notifications") -> GrantlessToken:
+        """The agency app's own token for a grantless scope (`sellingpartnerapi::notifications`,
+        `sellingpartnerapi::client_credential:rotation`). Needs the `grantless` permission."""
+        return GrantlessToken.from_json(self._request("POST", "/grantless-token", json={"scope": scope}))
+
+    # --- The SP-API proxy --------------------------------------------------------------------------
+
+    def proxy(
+        self,
+        connection_id: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        content_type: str | None = None,
+        data_elements: list[str] | tuple[str, ...] | None = None,
+    ) -> ProxyResponse:
+        """Call SP-API as the connection's seller through spconnect (permission `proxy`):
+        `client.proxy(id, "GET", "/orders/v0/orders", params={"MarketplaceIds": "ATVPDKIKX0DER"})`.
+
+        Returns Amazon's answer whatever its status (`ProxyResponse`); raises the usual
+        exceptions for spconnect's own refusals (`PermissionDenied` with code
+        `path_not_allowed` or `scope_not_granted`, `ReauthorizationRequired`, …).
+        `data_elements` (`["buyerInfo", "shippingAddress"]`, permission `rdt:create` too) makes
+        spconnect send a restricted data token for this request. Only failures to reach
+        spconnect at all are retried here, and only for GET: spconnect retries Amazon's 429s
+        and 5xx for GET itself and never repeats a write.
+        """
+        method = method.upper()
+        if not path.startswith("/"):
+            raise ValueError("path is an SP-API path such as /orders/v0/orders")
+        headers: dict[str, str] = {}
+        if data_elements:
+            headers["X-Spconnect-Data-Elements"] = ",".join(data_elements)
+        if content_type:
+            headers["Content-Type"] = content_type
+        url = f"{self.base_url}/connections/{_segment(connection_id)}/proxy{quote(path, safe='/:@!$&()*+,;=-._~')}"
+        response = self._send(method, url, params=params, json=json, data=data, headers=headers,
+                              retries=self.max_retries if method == "GET" else 0)
+        content = response.content
+        if response.status_code >= 400 and response.headers.get("Content-Type", "").startswith("application/json"):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                raise error_from_response(response.status_code, body, response.headers)  # spconnect's, not Amazon's
+        return ProxyResponse(status=response.status_code, headers=dict(response.headers), content=content)
+
     # --- Invitations -----------------------------------------------------------------------------
 
     def create_invitation(
@@ -164,23 +241,26 @@ class Client:
 
     # --- HTTP ------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                 json: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> dict:
-        url = self.base_url + path
+    def _send(self, method: str, url: str, *, params: Any = None, json: Any = None, data: Any = None,
+              headers: Mapping[str, str] | None = None, retries: int) -> requests.Response:
         all_headers = {**self._headers, **(headers or {})}
         attempt = 0
         while True:
             try:
-                response = self._session.request(method, url, params=params, json=json, headers=all_headers,
-                                                 timeout=self.timeout, allow_redirects=False)
-                break
+                return self._session.request(method, url, params=params, json=json, data=data, headers=all_headers,
+                                             timeout=self.timeout, allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt >= self.max_retries:
+                if attempt >= retries:
                     raise TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
                 time.sleep(min(2.0, 0.25 * 2 ** attempt))
                 attempt += 1
             except requests.RequestException as exc:
                 raise TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+
+    def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                 json: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None) -> dict:
+        url = self.base_url + path
+        response = self._send(method, url, params=params, json=json, headers=headers, retries=self.max_retries)
         try:
             body = response.json()
         except ValueError:

@@ -113,8 +113,41 @@ class TokenUnavailable(ApiError):
     code = "token_unavailable"
 
 
+class PathNotAllowed(PermissionDenied):
+    """403 (proxy, restricted data tokens): the key's proxy paths do not include this SP-API
+    path, or the path is one spconnect never proxies. Nothing was sent to Amazon."""
+
+    code = "path_not_allowed"
+
+
+class ScopeNotGranted(PermissionDenied):
+    """403 (proxy): the seller did not grant the scope this path needs (or Amazon refused it with
+    a fresh token). Send the seller a re-authorization link to add it."""
+
+    code = "scope_not_granted"
+
+
+class RdtRefused(ApiError):
+    """400/403/502: Amazon's Tokens API refused the restricted data token (`message` says why)."""
+
+    code = "rdt_refused"
+
+
+class GrantlessRefused(ApiError):
+    """502: Login with Amazon refused the app's grantless token for that scope."""
+
+    code = "grantless_refused"
+
+
+class SpapiUnreachable(ApiError):
+    """502 (proxy): SP-API did not answer. A write may have been applied: check before repeating it."""
+
+    code = "spapi_unreachable"
+
+
 class GrantlessNotAvailable(SpconnectError, NotImplementedError):
-    """Grantless operations need an app-level token that this API does not serve yet."""
+    """Kept for programs written against client 0.1.0, whose `get_grantless_auth` raised it;
+    grantless tokens now come from `POST /api/v1/grantless-token` and nothing raises it."""
 
     code = "grantless_not_available"
 
@@ -122,7 +155,8 @@ class GrantlessNotAvailable(SpconnectError, NotImplementedError):
 ERRORS_BY_CODE: dict[str, type[ApiError]] = {
     cls.code: cls
     for cls in (InvalidRequest, Unauthorized, PermissionDenied, NotFound, ReauthorizationRequired, IdempotencyConflict,
-                RateLimited, AppCredentialsRejected, TokenUnavailable)
+                RateLimited, AppCredentialsRejected, TokenUnavailable, PathNotAllowed, ScopeNotGranted, RdtRefused,
+                GrantlessRefused, SpapiUnreachable)
 }
 # For codes this client does not know yet: statuses that mean one thing whatever the code (409
 # does not: a seller to re-authorize, or a reused Idempotency-Key).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -134,3 +135,61 @@ class ReauthorizationLink:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ReauthorizationLink:
         return cls(url=data.get("url") or "", expires_at=parse_datetime(data.get("expires_at")))
+
+
+@dataclass(frozen=True)
+class GrantlessToken:
+    """The agency app's own token for a grantless scope (no seller). Left out of `repr()`."""
+
+    access_token: str = field(repr=False)
+    expires_in: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GrantlessToken:
+        return cls(access_token=data.get("access_token") or "", expires_in=int(data.get("expires_in") or 0))
+
+
+@dataclass(frozen=True)
+class RestrictedDataToken:
+    """A restricted data token for the requests it was made for. Left out of `repr()`."""
+
+    restricted_data_token: str = field(repr=False)
+    expires_in: int
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RestrictedDataToken:
+        return cls(restricted_data_token=data.get("restricted_data_token") or "",
+                   expires_in=int(data.get("expires_in") or 0))
+
+
+@dataclass(frozen=True)
+class ProxyResponse:
+    """Amazon's answer to a request sent through spconnect's proxy, whatever its status.
+
+    `status` and `content` are Amazon's; `headers` holds what spconnect hands on (Content-Type,
+    `x-amzn-RequestId`, `x-amzn-RateLimit-Limit`, Retry-After). spconnect's own refusals are
+    raised as exceptions instead.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("x-amzn-RequestId")
+
+    @property
+    def rate_limit(self) -> float | None:
+        value = self.headers.get("x-amzn-RateLimit-Limit")
+        try:
+            return float(value) if value else None
+        except ValueError:
+            return None
+
+    def json(self) -> Any:
+        return json.loads(self.content) if self.content else None

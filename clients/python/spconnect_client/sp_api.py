@@ -20,8 +20,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from .client import Client, Timeout
-from .errors import GrantlessNotAvailable
-from .models import AccessToken
+from .models import AccessToken, GrantlessToken
 
 #: python-amazon-sp-api refuses to build a client without `lwa_app_id` and `lwa_client_secret`,
 #: even when another class supplies the tokens. With spconnect they are never used: pass these
@@ -36,8 +35,8 @@ class _Slot:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        # (AccessToken, monotonic time it expires at), replaced whole so readers need no lock.
-        self.value: tuple[AccessToken, float] | None = None
+        # (token, monotonic time it expires at), replaced whole so readers need no lock.
+        self.value: tuple[Any, float] | None = None
         self.generation = 0
         # Set by invalidate(): the cached token was refused, so the next fetch forces a refresh.
         self.stale = False
@@ -140,6 +139,22 @@ class SpApiAuth:
             slot.generation += 1
             return value
 
+    def grantless_token(self, scope: str) -> tuple[GrantlessToken, float]:
+        """The app's grantless token for `scope` and the monotonic time it expires at, cached like
+        seller tokens (one request at a time per scope goes to spconnect)."""
+        slot = self.cache.slot((self._key[0], self._key[1], "grantless", scope))
+        fresh = self._fresh(slot.value)
+        if fresh is not None:
+            return fresh
+        with slot.lock:
+            fresh = self._fresh(slot.value)
+            if fresh is not None:
+                return fresh
+            asked_at = time.monotonic()
+            token = self.client.get_grantless_token(scope)
+            slot.value = value = (token, asked_at + token.expires_in)
+            return value
+
     def invalidate(self) -> None:
         """Drop the cached token because SP-API refused it (403: revoked, or expired early): the
         next call asks spconnect for a new one (`force_refresh`), which also tells spconnect to
@@ -170,10 +185,14 @@ class SpApiTokenClient:
         )
 
     def get_grantless_auth(self, scope: str = "sellingpartnerapi::notifications"):
-        raise GrantlessNotAvailable(
-            f"Grantless operations ({scope}) need the agency app's own token, not a seller's; spconnect "
-            "will serve it at POST /api/v1/grantless-token (the API's next part). Until then, call "
-            "grantless operations with python-amazon-sp-api's own AccessTokenClient and the app's LWA credentials."
+        """The agency app's own token for a grantless operation, from `POST /grantless-token`
+        (the key needs the `grantless` permission)."""
+        token, expires = self._spconnect.grantless_token(scope)
+        return self._spconnect.response_class(
+            access_token=token.access_token,
+            refresh_token=None,
+            expires_in=max(0, int(expires - time.monotonic())),
+            token_type="bearer",
         )
 
     def invalidate(self) -> None:
