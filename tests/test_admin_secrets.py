@@ -16,6 +16,7 @@ from tests.conftest import make_grant, make_seller, make_tenant
 
 Role = TenantMembership.Role
 MAX_PAGES = 400
+TYPED_WEBHOOK_SECRET = "whsec_dHlwZWQtd2ViaG9vay00MjQyLXR5cGVkLXdlYmhvb2s="
 HREF = re.compile(r'href="([^"#]+)"')
 
 
@@ -124,11 +125,11 @@ def test_action_results_and_rejected_forms_show_no_secret(world, client, amazon_
     tenant = world["a"]
     response = client.post(
         reverse("admin:sellers_tenant_change", args=[tenant.pk]),
-        {"name": "", "slug": tenant.slug, "new_client_secret": "typed-secret-31313131", "new_webhook_secret": "whsec_dHlwZWQtd2ViaG9vay00MjQyLXR5cGVkLXdlYmhvb2s="},
+        {"name": "", "slug": tenant.slug, "new_client_secret": "typed-secret-31313131", "new_webhook_secret": TYPED_WEBHOOK_SECRET},
     )
     assert response.status_code == 200
     pages.append(response.content.decode())
-    values = secrets() + ["typed-secret-31313131", "whsec_dHlwZWQtd2ViaG9vay00MjQyLXR5cGVkLXdlYmhvb2s=", "Atza|fresh-new-token-000111222"]
+    values = secrets() + ["typed-secret-31313131", TYPED_WEBHOOK_SECRET, "Atza|fresh-new-token-000111222"]
     for body in pages:
         for value in values:
             assert value not in body
