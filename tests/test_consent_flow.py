@@ -208,6 +208,7 @@ def test_export_grants_shows_active_seller_with_scopes(client, tenant):
             "granted_scopes": [ORDERS, INVENTORY, REPORTS],
             "missing_scopes": [],
             "scopes_confirmed": True,
+            "scopes_source": "confirmed by Amazon",
             "access_token_expires_at": records[0]["access_token_expires_at"],
             "authorized_at": records[0]["authorized_at"],
         }

@@ -18,7 +18,8 @@ from django.utils.html import format_html
 from sellers.admin.base import TENANT_SECRET_FIELDS, TenantScopedAdmin
 from sellers.fields import UndecryptableValue
 from sellers.models import ScopeRequirement, Seller, Tenant, TenantMembership
-from sellers.scopes import CATALOG, SCOPE_CHOICES
+from sellers.roles import AppRole, clean_roles, role_labels
+from sellers.scopes import CATALOG, SCOPE_CHOICES, roles_for_scope, scopes_given_by_roles
 from sellers.selectors import required_scopes
 from sellers.services.client_secrets import ClientSecretError, client_secret_install
 from sellers.services.events import actor_for_user
@@ -130,7 +131,17 @@ class TenantForm(forms.ModelForm):
         choices=SCOPE_CHOICES,
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="The roles the app is registered for; assumed granted when Amazon returns no scope.",
+        help_text="The scopes the app is registered for; assumed granted when Amazon returns no scope and no "
+        "app role is recorded below.",
+    )
+    app_roles = forms.MultipleChoiceField(
+        choices=AppRole.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="App roles",
+        help_text="The SP-API roles chosen when the app was registered (Seller Central → Develop Apps → the app). "
+        "Real Amazon returns no scope: the scopes these roles give then count as granted, marked "
+        "\"from the app's registration\". Adding a role later makes every seller re-authorize.",
     )
 
     class Meta:
@@ -141,7 +152,7 @@ class TenantForm(forms.ModelForm):
         # An allow-list: a field added to Tenant later (a secret, say) stays off the form until named here.
         fields = (
             "name", "slug", "application_id", "client_id", "client_secret_expires_at", "redirect_uri", "is_draft",
-            "registered_scopes", "webhook_url",
+            "registered_scopes", "app_roles", "webhook_url",
         )
 
     def clean_new_webhook_secret(self):
@@ -154,6 +165,9 @@ class TenantForm(forms.ModelForm):
     def clean_registered_scopes(self):
         return [s for s in CATALOG if s in set(self.cleaned_data.get("registered_scopes") or [])]
 
+    def clean_app_roles(self):
+        return clean_roles(self.cleaned_data.get("app_roles"))
+
 
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
@@ -165,7 +179,7 @@ class TenantAdmin(TenantScopedAdmin):
     list_display = ("name", "slug", "application_id", "sellers_link", "credentials_state")
     search_fields = ("name", "slug")
     inlines = [ScopeRequirementInline, MembershipInline]
-    readonly_fields = ("client_secret_state", "webhook_secret_state", "credentials_state")
+    readonly_fields = ("client_secret_state", "webhook_secret_state", "credentials_state", "scopes_from_roles")
     fieldsets = [
         (None, {"fields": ("name", "slug")}),
         (
@@ -181,6 +195,8 @@ class TenantAdmin(TenantScopedAdmin):
                     "redirect_uri",
                     "is_draft",
                     "registered_scopes",
+                    "app_roles",
+                    "scopes_from_roles",
                 )
             },
         ),
@@ -215,6 +231,16 @@ class TenantAdmin(TenantScopedAdmin):
                 f" until {obj.previous_client_secret_expires_at:%Y-%m-%d}" if obj.previous_client_secret_expires_at else ""
             )
         return state
+
+    @admin.display(description="Scopes the app's roles give")
+    def scopes_from_roles(self, obj):
+        # What an authorization counts as granted when Amazon names no scope (sellers.scopes.SCOPE_ROLES).
+        if obj.pk is None or not obj.app_roles:
+            return "— (no role recorded: the registered scopes above are assumed instead)"
+        given = scopes_given_by_roles(obj.app_roles)
+        missing = [f"{CATALOG[s].label} (needs {' or '.join(role_labels(roles_for_scope(s)))})" for s in CATALOG if s not in given]
+        text = ", ".join(CATALOG[s].label for s in given) or "none"
+        return text + (f". Not given: {'; '.join(missing)}." if missing else ".")
 
     @admin.display(description="Webhook secret")
     def webhook_secret_state(self, obj):

@@ -24,9 +24,14 @@ FIELDS = [
     "granted_scopes",
     "missing_scopes",
     "scopes_confirmed",
+    "scopes_source",
     "access_token_expires_at",
     "authorized_at",
 ]
+# Where `granted_scopes` come from: Amazon's token response named them, or it named none (real
+# Amazon) and they are what the app's registered roles (or scopes) give.
+SOURCE_AMAZON = "confirmed by Amazon"
+SOURCE_REGISTRATION = "from the app's registration"
 
 
 def seller_records(sellers: QuerySet[Seller], *, chunk_size: int = 2000) -> Iterator[dict]:
@@ -62,6 +67,7 @@ def seller_records(sellers: QuerySet[Seller], *, chunk_size: int = 2000) -> Iter
                 "granted_scopes": list(grant.effective_scopes) if grant else [],
                 "missing_scopes": missing_required_scopes(grant=grant, required=required.get(seller.tenant_id, [])),
                 "scopes_confirmed": bool(grant and grant.scopes_confirmed),
+                "scopes_source": (SOURCE_AMAZON if grant.scopes_confirmed else SOURCE_REGISTRATION) if grant else "",
                 "access_token_expires_at": grant.access_token_expires_at.isoformat()
                 if grant and grant.access_token_expires_at and grant.status == Grant.Status.ACTIVE
                 else None,

@@ -12,7 +12,8 @@ from ._common import tenant_by_slug
 class Command(BaseCommand):
     help = (
         "Export one record per seller: tenant, name, region, selling_partner_id, status, granted "
-        "and missing scopes, whether Amazon confirmed the scopes, access-token expiry and "
+        "and missing scopes, whether Amazon confirmed the scopes (scopes_source: \"confirmed by Amazon\" or "
+        "\"from the app's registration\"), access-token expiry and "
         "authorization time. Never a token or secret."
     )
 

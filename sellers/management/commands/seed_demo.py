@@ -7,6 +7,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from sellers.models import ScopeRequirement, Tenant, TenantMembership
+from sellers.roles import AppRole
 
 DEMO_REQUIREMENTS = [
     ("sellingpartnerapi::orders", ScopeRequirement.Kind.REQUIRED, "To sync your orders into our fulfilment dashboard."),
@@ -15,10 +16,14 @@ DEMO_REQUIREMENTS = [
     ("sellingpartnerapi::finance", ScopeRequirement.Kind.OPTIONAL, "To reconcile settlements with your accounts."),
 ]
 
+# The roles a real app for these requirements would be registered with: together they give
+# orders, inventory, reports and finance (sellers.scopes.SCOPE_ROLES).
+DEMO_ROLES = [AppRole.AMAZON_FULFILLMENT.value, AppRole.FINANCE_AND_ACCOUNTING.value, AppRole.INVENTORY_AND_ORDER_TRACKING.value]
+
 
 class Command(BaseCommand):
     help = (
-        "Create the demo tenant (slug `demo`), its scope requirements and a staff login. "
+        "Create the demo tenant (slug `demo`), its scope requirements, its app's SP-API roles and a staff login. "
         "Idempotent: a second run changes nothing and prints no password. The redirect URI is "
         "built from SITE_URL."
     )
@@ -39,8 +44,12 @@ class Command(BaseCommand):
                 client_secret=secrets.token_urlsafe(32),
                 redirect_uri=wanted_redirect,
                 registered_scopes=[s for s, _, _ in DEMO_REQUIREMENTS],
+                app_roles=DEMO_ROLES,
             ),
         )
+        if not tenant.app_roles:  # a demo tenant from before roles were recorded
+            tenant.app_roles = DEMO_ROLES
+            tenant.save(update_fields=["app_roles"])
         if tenant.redirect_uri != wanted_redirect:
             tenant.redirect_uri = wanted_redirect
             tenant.save(update_fields=["redirect_uri"])
