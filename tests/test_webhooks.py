@@ -35,6 +35,7 @@ from sellers.tasks import webhook_deliver
 
 from .conftest import INVENTORY, ORDERS, ROOT
 from .flow import consent_form, run_flow, sandbox_decide
+from .test_identity_review import _callback
 from .test_tokens import connected
 
 pytestmark = pytest.mark.django_db
@@ -331,6 +332,31 @@ def test_identity_review_expired(tenant, hook, client, django_capture_on_commit_
     payloads = verified(hook, tenant)
     assert types(payloads) == ["connection.created", "identity_review.opened", "identity_review.expired"]
     _review_checked(payloads[-1], review, seller, "expired")
+
+
+def test_one_review_is_announced_once_with_the_connection_holding_the_id(tenant, hook, client, django_capture_on_commit_callbacks):
+    """Held for review as a squatted id: the holder's copy of the history event and a repeated
+    attempt of the same account send nothing more; approval names the holder, which gave the id up."""
+    with django_capture_on_commit_callbacks(execute=True):
+        squat = invitation_create(tenant=tenant, name="Squatter Ltd")
+        assert "all set" in _callback(client, squat.url, account="A1ATTACKER", claim="A1GENUINE").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        owner = invitation_create(tenant=tenant, name="Genuine Owner")
+        _callback(client, owner.url, account="A1GENUINE")
+    with django_capture_on_commit_callbacks(execute=True):
+        _callback(client, owner.url, account="A1GENUINE")  # the same account again: same review
+    review = IdentityReview.objects.get(seller=owner.seller)
+    assert review.holder_id == squat.seller.pk
+    assert Event.objects.filter(kind=Event.Kind.IDENTITY_REVIEW_OPENED).count() == 3  # seller, holder, attempt
+    with django_capture_on_commit_callbacks(execute=True):
+        identity_review_approve(review=review, actor="staff:olga")
+    payloads = verified(hook, tenant)
+    assert types(payloads) == ["connection.created", "identity_review.opened", "connection.created", "identity_review.approved"]
+    opened, approved = payloads[1]["data"], payloads[3]["data"]
+    assert opened["connection"]["id"] == str(owner.seller.public_id) and opened["connection"]["selling_partner_id"] is None
+    assert opened["holder"]["id"] == str(squat.seller.public_id) and opened["holder"]["selling_partner_id"] == "A1GENUINE"
+    assert approved["connection"]["selling_partner_id"] == "A1GENUINE" and approved["connection"]["status"] == "active"
+    assert approved["holder"]["id"] == str(squat.seller.public_id) and approved["holder"]["selling_partner_id"] is None
 
 
 def _webhooks_section() -> str:
