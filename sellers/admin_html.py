@@ -1,4 +1,5 @@
-"""Admin HTML drawn on the server: horizontal SVG bar charts, status badges and scope chips.
+"""Admin HTML drawn on the server: bar charts (SVG), linked bar lists, status badges, scope
+chips and summaries, and the one date format of the admin.
 
 No JavaScript and no third-party assets: every text goes through format_html (escaped) and
 colours come from CSS classes in static/admin_ext/admin.css.
@@ -6,10 +7,37 @@ colours come from CSS classes in static/admin_ext/admin.css.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from sellers.scopes import short_name
+from sellers.scopes import CATALOG, short_name
+
+# The admin's one date format (UTC, like the server), used by every column and page.
+WHEN_FORMAT = "%Y-%m-%d %H:%M"
+_SCOPE_NAME = re.compile(r"sellingpartnerapi::[a-z_]+")
+
+
+def when(value: datetime | None, *, date_only: bool = False) -> str:
+    """`2026-12-03 09:15` (UTC), or `—`; with `date_only`, the same without the time."""
+    if value is None:
+        return "—"
+    value = value.astimezone(UTC) if timezone.is_aware(value) else value
+    return f"{value:%Y-%m-%d}" if date_only else f"{value:{WHEN_FORMAT}}"
+
+
+def scope_label(scope: str) -> str:
+    """`sellingpartnerapi::inventory` -> `Inventory` (the catalog's label), else the short name."""
+    found = CATALOG.get(scope)
+    return found.label if found is not None else short_name(scope)
+
+
+def scope_labels_in(text: str) -> str:
+    """Text (a history detail) with every raw scope name replaced by its human label."""
+    return _SCOPE_NAME.sub(lambda m: scope_label(m.group(0)), text)
 
 
 def svg_bars(
@@ -69,3 +97,39 @@ def scope_chips(granted: list[str], missing: list[str], *, confirmed: bool = Tru
     if not granted and not missing:
         return mark_safe('<span class="spc-muted">—</span>')
     return format_html("{}{}", chips, missing_chips)
+
+
+def scope_summary(*, held: int, required: list[str], missing: list[str], connected: bool) -> SafeString:
+    """One short line for the sellers list: `3/4 required`, then the missing ones named."""
+    if not connected:
+        return mark_safe('<span class="spc-muted">—</span>')
+    if not required:
+        return format_html("{} granted", held)
+    have = len(required) - len(missing)
+    if not missing:
+        return format_html('<span class="spc-scopes-ok">{}/{} required</span>', have, len(required))
+    return format_html(
+        '<span class="spc-overdue">{}/{} required</span> <span class="spc-missing">missing {}</span>',
+        have, len(required), ", ".join(scope_label(s) for s in missing),
+    )
+
+
+def link_bars(rows: list[tuple[str, int, str, str]], *, title: str, maximum: int | None = None, suffix: str = "") -> SafeString:
+    """A bar list whose labels and counts link to the list they count: rows of (label, count,
+    css class, url). A table with a small decorative SVG bar per row (no inline style)."""
+    top = maximum if maximum is not None else max([n for _, n, _, _ in rows] + [1])
+    bar_w = 160
+    body = format_html_join(
+        "",
+        '<tr class="{}"><th scope="row"><a href="{}">{}</a></th>'
+        '<td class="spc-bar-cell"><svg width="{}" height="12" aria-hidden="true" focusable="false">'
+        '<rect class="spc-track" width="{}" height="12" rx="3"></rect>'
+        '<rect class="spc-bar" width="{}" height="12" rx="3"></rect></svg></td>'
+        '<td class="spc-num"><a href="{}" aria-label="{}: {}{}">{}{}</a></td></tr>',
+        (
+            (css, url, label, bar_w, bar_w, 0 if top <= 0 else round(bar_w * min(n, top) / top),
+             url, label, n, suffix, n, suffix)
+            for label, n, css, url in rows
+        ),
+    )
+    return format_html('<table class="spc-bars"><caption class="spc-sr">{}</caption>{}</table>', title, body)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Value, When, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from sellers.models import Grant, Invitation, ScopeRequirement, Seller, Tenant
+from sellers.models import Event, Grant, Invitation, ScopeRequirement, Seller, Tenant
 from sellers.scopes import CATALOG, validate_scopes
 
 # --- Scopes a tenant asks for -----------------------------------------------------------------
@@ -111,6 +112,18 @@ def renewal_due_q(*, now: datetime, within_days: int = 0, overdue: bool = True, 
     if not overdue:
         q &= Q(**{f"{prefix}authorized_at__gt": renewal_cutoff(at=now)})
     return q
+
+
+def renewal_bucket_q(*, now: datetime, start: int, end: int, prefix: str = "grant__") -> Q:
+    """An active grant whose renewal falls due between `start` (included) and `end` days from now:
+    the dashboard's renewal bars and the sellers list's filter behind them."""
+    return Q(
+        **{
+            f"{prefix}status": Grant.Status.ACTIVE,
+            f"{prefix}authorized_at__gte": renewal_cutoff(at=now + timedelta(days=start)),
+            f"{prefix}authorized_at__lt": renewal_cutoff(at=now + timedelta(days=end)),
+        }
+    )
 
 
 def renewals_due(*, tenant: Tenant, now: datetime | None = None, window_days: int | None = None) -> QuerySet[Seller]:
@@ -278,14 +291,7 @@ def grant_figures_by_tenant(
     for i, scope in enumerate(CATALOG):
         aggregates[f"scope_{i}"] = Count("id", filter=scope_held_q(scope))
     for i, (start, end) in enumerate(renewal_buckets):
-        aggregates[f"renewal_{i}"] = Count(
-            "id",
-            filter=Q(
-                status=Grant.Status.ACTIVE,
-                authorized_at__gte=renewal_cutoff(at=now + timedelta(days=start)),
-                authorized_at__lt=renewal_cutoff(at=now + timedelta(days=end)),
-            ),
-        )
+        aggregates[f"renewal_{i}"] = Count("id", filter=renewal_bucket_q(now=now, start=start, end=end, prefix=""))
     return {
         row.pop("seller__tenant_id"): row
         for row in Grant.objects.filter(seller__tenant_id__in=list(tenant_ids))
@@ -293,3 +299,105 @@ def grant_figures_by_tenant(
         .annotate(**aggregates)
         .order_by()
     }
+
+
+# --- Onboarding funnel and what needs attention -----------------------------------------------
+
+FUNNEL_DAYS = 30
+# History kinds that show a seller got at least as far as opening its link / Amazon's page.
+_AT_AMAZON_KINDS = (Event.Kind.CONSENT_STARTED, Event.Kind.DENIED, Event.Kind.CONSENT_ERROR, Event.Kind.EXCHANGE_FAILED)
+_OPENED_KINDS = (Event.Kind.LINK_OPENED, *_AT_AMAZON_KINDS)
+
+
+class FunnelStep:
+    INVITED = "invited"
+    OPENED = "opened"
+    AT_AMAZON = "at_amazon"
+    CONNECTED = "connected"
+    DECLINED = "declined"
+    LINK_EXPIRED = "link_expired"
+
+    # (value, label): the funnel left to right, then what is shown beside it.
+    choices = (
+        (INVITED, "Invited"), (OPENED, "Opened the link"), (AT_AMAZON, "Went to Amazon"), (CONNECTED, "Connected"),
+        (DECLINED, "Declined"), (LINK_EXPIRED, "Link expired"),
+    )
+
+
+def funnel_q(step: str, *, now: datetime) -> Q:
+    """Sellers invited in the last FUNNEL_DAYS days that reached `step` (or, for declined and
+    link expired, are there now). The dashboard's counts and the sellers list's filter both use
+    it, so a count and the list behind it always agree."""
+    def reached(kinds: tuple[Event.Kind, ...]) -> Q:
+        return Q(Exists(Event.objects.filter(seller_id=OuterRef("pk"), kind__in=kinds))) | Q(grant__isnull=False)
+
+    cohort = Q(created_at__gte=now - timedelta(days=FUNNEL_DAYS))
+    by_step = {
+        FunnelStep.INVITED: Q(),
+        FunnelStep.OPENED: reached(_OPENED_KINDS),
+        FunnelStep.AT_AMAZON: reached(_AT_AMAZON_KINDS),
+        FunnelStep.CONNECTED: Q(grant__isnull=False),
+        FunnelStep.DECLINED: Q(status=Seller.Status.DECLINED),
+        FunnelStep.LINK_EXPIRED: Q(status=Seller.Status.LINK_EXPIRED),
+    }
+    return cohort & by_step[step]
+
+
+def funnel_by_tenant(*, tenant_ids: Collection[int], now: datetime) -> dict[int, dict[str, int]]:
+    """{tenant id: {funnel step: sellers}}, one grouped query."""
+    aggregates = {step: Count("id", filter=funnel_q(step, now=now)) for step, _ in FunnelStep.choices}
+    return {
+        row.pop("tenant_id"): row
+        for row in Seller.objects.filter(tenant_id__in=list(tenant_ids), created_at__gte=now - timedelta(days=FUNNEL_DAYS))
+        .values("tenant_id")
+        .annotate(**aggregates)
+        .order_by()
+    }
+
+
+# Renewals due within this many days need attention now (the campaign window is wider).
+ATTENTION_RENEWAL_DAYS = 7
+# Most urgent first: a revoked or failing connection already stops the agency's work.
+ATTENTION_STATUSES = (
+    Seller.Status.REVOKED, Seller.Status.FAILING, Seller.Status.DECLINED, Seller.Status.LINK_EXPIRED, Seller.Status.PARTIAL,
+)
+
+
+def attention_renewal_q(*, now: datetime) -> Q:
+    return Q(status=Seller.Status.ACTIVE) & renewal_bucket_q(now=now, start=0, end=ATTENTION_RENEWAL_DAYS)
+
+
+def sellers_needing_attention(*, tenant_ids: Collection[int], now: datetime, per_tenant: int) -> list[Seller]:
+    """Up to `per_tenant` sellers of each tenant to act on now (ATTENTION_STATUSES, then renewals
+    due within ATTENTION_RENEWAL_DAYS), most urgent first, in one query. Each row has `urgency`
+    (its index in ATTENTION_STATUSES; renewals last) and the grant's `authorized_at`."""
+    urgency = Case(
+        *(When(status=s, then=Value(i)) for i, s in enumerate(ATTENTION_STATUSES)),
+        default=Value(len(ATTENTION_STATUSES)),
+        output_field=IntegerField(),
+    )
+    rows = (
+        Seller.objects.filter(tenant_id__in=list(tenant_ids))
+        .filter(Q(status__in=ATTENTION_STATUSES) | attention_renewal_q(now=now))
+        .annotate(
+            urgency=urgency,
+            authorized_at=F("grant__authorized_at"),
+            rank=Window(RowNumber(), partition_by=[F("tenant_id")], order_by=[urgency.asc(), F("updated_at").desc(), F("id").asc()]),
+        )
+        .filter(rank__lte=per_tenant)
+        .only("id", "tenant_id", "name", "status", "selling_partner_id", "updated_at")
+        .order_by("tenant_id", "rank")
+    )
+    return list(rows)
+
+
+def attention_counts_by_tenant(*, tenant_ids: Collection[int], now: datetime) -> dict[int, int]:
+    """{tenant id: renewals due within ATTENTION_RENEWAL_DAYS}; the statuses' counts come from
+    `seller_counts_by_status`."""
+    return dict(
+        Seller.objects.filter(tenant_id__in=list(tenant_ids))
+        .filter(attention_renewal_q(now=now))
+        .values_list("tenant_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )

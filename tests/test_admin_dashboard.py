@@ -12,6 +12,7 @@ from django.utils import timezone
 from sellers.admin_dashboard import dashboards_for
 from sellers.admin_html import svg_bars
 from sellers.models import Grant, TenantMembership
+from sellers.services.status import seller_status_sync
 from sellers.tenancy import tenant_access
 from tests.conftest import INVENTORY, ORDERS, make_grant, make_seller, make_tenant
 
@@ -27,6 +28,7 @@ def populate(tenant, n: int, prefix: str = "S"):
         grant = make_grant(seller, scopes=scopes, authorized_days_ago=350 if i % 4 == 3 else 10)
         if i % 8 == 2:
             Grant.objects.filter(pk=grant.pk).update(failing_since=timezone.now(), consecutive_failures=3)
+            seller_status_sync(seller=seller, record=False)
 
 
 @pytest.fixture
@@ -58,7 +60,7 @@ def test_dashboard_shows_refresh_tasks_lost_in_the_last_hour(acme, make_user, cl
     assert board.refresh_lost == 2
     client.force_login(make_user("vi", tenant=acme, role=Role.VIEWER))
     html = client.get(reverse("admin:index")).content.decode()
-    assert "2 refresh tasks lost in the last hour" in html and "Refresh tasks lost, 1 h" in html
+    assert "2 refresh tasks lost in the last hour" in html
 
 
 def test_dashboard_on_the_index_for_each_visible_tenant_only(acme, make_user, client):
@@ -67,7 +69,7 @@ def test_dashboard_on_the_index_for_each_visible_tenant_only(acme, make_user, cl
     populate(other, 4, prefix="G")
     client.force_login(make_user("vi", tenant=acme, role=Role.VIEWER))
     html = client.get(reverse("admin:index")).content.decode()
-    assert html.count('<svg class="spc-chart"') == 3
+    assert html.count('<table class="spc-bars">') == 4  # status, funnel, scopes, next 30 days
     assert "Acme Agency" in html and "Globex" not in html
     assert "admin_ext/admin.css" in html
     assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script on the index"
@@ -94,3 +96,67 @@ def test_svg_bars_escape_labels_and_scale():
     assert "<b>" not in svg and "&lt;b&gt;" in svg and "t&amp;t" in svg
     widths = [int(w) for w in re.findall(r'class="spc-bar" x="\d+" y="\d+" width="(\d+)"', svg)]
     assert widths[1] == 2 * widths[0]
+
+
+# --- Every count links to the list it counts -------------------------------------------------
+
+COUNT_LINK = re.compile(r'<a href="(/admin/sellers/seller/\?[^"]*)" aria-label="([^"]+): (\d+)')
+
+
+def rows_listed(client, url: str) -> int:
+    return client.get(url.replace("&amp;", "&")).content.decode().count('class="field-name"')
+
+
+def onboarding(tenant, name: str, status: str, *, days_ago: int = 1, kinds=()):
+    from sellers.models import Event, Seller
+
+    seller = make_seller(tenant, name)
+    Seller.objects.filter(pk=seller.pk).update(status=status, created_at=timezone.now() - timedelta(days=days_ago))
+    for kind in kinds:
+        Event.objects.create(tenant=tenant, seller=seller, kind=kind)
+    return seller
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_every_dashboard_count_links_to_a_list_of_exactly_those_sellers(acme, make_user, client, multi):
+    populate(acme, 12)
+    onboarding(acme, "Opened", "opened", kinds=["link_opened"])
+    onboarding(acme, "Went", "at_amazon", kinds=["link_opened", "consent_started"])
+    onboarding(acme, "Said No", "declined", kinds=["link_opened", "consent_started", "denied"])
+    onboarding(acme, "Lapsed", "link_expired", kinds=["link_expired"])
+    onboarding(acme, "Old Invite", "invited", days_ago=40)
+    user = make_user("olga", tenant=acme, role=Role.OWNER)
+    if multi:  # staff of two tenants get the tenant filter in every link, and never the other's sellers
+        other = make_tenant("globex", name="Globex Agency")
+        populate(other, 6, prefix="G")
+        TenantMembership.objects.create(tenant=other, user=user, role=Role.VIEWER)
+    client.force_login(user)
+    html = client.get(reverse("admin:index")).content.decode()
+    links = COUNT_LINK.findall(html)
+    assert len(links) >= 20
+    for url, label, shown in links:
+        assert ("tenant=" in url) == multi, url
+        assert rows_listed(client, url) == int(shown), f"{label}: {url}"
+    acme_links = dict((label, int(n)) for url, label, n in links if not multi or f"tenant={acme.pk}" in url)
+    assert [acme_links[k] for k in ("Invited", "Opened the link", "Went to Amazon", "Connected", "Declined", "Link expired")] \
+        == [16, 12, 11, 9, 1, 1]
+
+
+def test_needs_attention_names_each_seller_with_its_next_step(acme, make_user, client):
+    populate(acme, 8)  # S1, S5 partial; S2 failing; S3 renewal due in 15 days
+    onboarding(acme, "Said No", "declined", kinds=["denied"])
+    onboarding(acme, "Lapsed", "link_expired")
+    due = make_seller(acme, "Due Soon")
+    make_grant(due, authorized_days_ago=362)
+    client.force_login(make_user("vi", tenant=acme, role=Role.VIEWER))
+    html = client.get(reverse("admin:index")).content.decode()
+    attention = html.split("Needs attention", 1)[1].split("</table>", 1)[0]
+    row = r'<td><a href="/admin/sellers/seller/(\d+)/change/">([^<]+)</a></td>\s*<td><span[^>]*>([^<]+)</span></td>\s*<td>([^<]+)</td>'
+    named = re.findall(row, attention)
+    assert [(name, why) for _, name, why, _ in named] == [
+        ("S2", "Failing"), ("Said No", "Declined"), ("Lapsed", "Link expired"), ("S5", "Partial"), ("S1", "Partial"),
+        ("Due Soon", "Renewal due"),
+    ]
+    steps = {name: step for _, name, _, step in named}
+    assert steps["Said No"].startswith("Ask the seller why they declined") and steps["Lapsed"] == "Send a new link."
+    assert "Renewal due" in steps["Due Soon"] and "S3" not in steps  # due in 15 days: not yet

@@ -8,14 +8,16 @@ from django.utils.html import format_html
 
 from sellers.admin.base import TenantScopedAdmin
 from sellers.admin.filters import tenant_filter_for
+from sellers.admin_html import scope_labels_in, when
 from sellers.models import Event
+from sellers.tenancy import tenant_access
 
 
 @admin.register(Event)
 class EventAdmin(TenantScopedAdmin):
     """Every history event (grants, revocations, renewals, staff actions) of the user's tenants."""
 
-    list_display = ("created_at", "tenant_name", "seller_link", "kind", "detail_short", "actor")
+    list_display = ("when_col", "tenant_name", "seller_link", "kind", "detail_short", "actor")
     list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
     search_fields = ("seller__name", "seller__selling_partner_id")
     list_per_page = 100
@@ -40,6 +42,16 @@ class EventAdmin(TenantScopedAdmin):
 
     def get_list_filter(self, request):
         return tenant_filter_for(request, self.list_filter)
+
+    def get_list_display(self, request):
+        # Staff of one tenant: a Tenant column would repeat one name and push the detail out.
+        if tenant_access(request.user).is_multi_tenant:
+            return self.list_display
+        return tuple(name for name in self.list_display if name != "tenant_name")
+
+    @admin.display(description="When (UTC)", ordering="created_at")
+    def when_col(self, obj):
+        return when(obj.created_at)
 
     def get_actions(self, request):
         return {}
@@ -69,4 +81,5 @@ class EventAdmin(TenantScopedAdmin):
 
     @admin.display(description="Detail")
     def detail_short(self, obj):
-        return obj.detail if len(obj.detail) <= 140 else obj.detail[:139] + "…"
+        detail = scope_labels_in(obj.detail)
+        return detail if len(detail) <= 140 else detail[:139] + "…"

@@ -1,7 +1,9 @@
-"""List filters of the admin: tenants (only those the user may see), scopes and renewals."""
+"""List filters of the admin: tenants (only those the user may see), scopes, renewals and the
+onboarding funnel. The dashboard links to them; its counts use the same selectors."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from django.conf import settings
@@ -12,7 +14,16 @@ from django.utils import timezone
 from sellers.admin.base import db_id
 from sellers.models import Seller
 from sellers.scopes import CATALOG, SCOPE_CHOICES
-from sellers.selectors import renewal_due_q, sellers_holding_scope, sellers_missing_required_scope
+from sellers.selectors import (
+    FUNNEL_DAYS,
+    FunnelStep,
+    funnel_q,
+    renewal_bucket_q,
+    renewal_due_q,
+    required_scopes_by_tenant,
+    sellers_holding_scope,
+    sellers_missing_required_scope,
+)
 from sellers.tenancy import tenant_access
 
 
@@ -60,11 +71,20 @@ class ScopeGrantedFilter(_ScopeFilter):
 
 
 class ScopeMissingFilter(_ScopeFilter):
-    """Sellers whose tenant requires the scope and whose grant does not hold it (or no grant)."""
+    """Sellers whose tenant requires the scope and whose grant does not hold it (or no grant).
+    Offers only the scopes one of the user's tenants requires."""
 
     title = "required scope missing"
     parameter_name = "missing"
     select = staticmethod(sellers_missing_required_scope)
+
+    def lookups(self, request, model_admin):
+        tenant_ids = tenant_access(request.user).tenants().values_list("id", flat=True)
+        required = {s for scopes in required_scopes_by_tenant(tenant_ids=tenant_ids).values() for s in scopes}
+        return [(name, label) for name, label in SCOPE_CHOICES if name in required]
+
+
+_RENEWAL_BUCKET = re.compile(r"d(\d{1,3})-(\d{1,3})")
 
 
 class RenewalDueFilter(admin.SimpleListFilter):
@@ -79,6 +99,10 @@ class RenewalDueFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         now = timezone.now()
+        bucket = _RENEWAL_BUCKET.fullmatch(self.value() or "")
+        if bucket:  # the dashboard's bars: due in [start, end) days
+            start, end = (min(int(n), 400) for n in bucket.groups())
+            return queryset.filter(renewal_bucket_q(now=now, start=start, end=end))
         if self.value() == "soon":
             return queryset.filter(
                 renewal_due_q(now=now, within_days=settings.SPCONNECT_RENEWAL_WINDOW_DAYS, overdue=False)
@@ -86,3 +110,18 @@ class RenewalDueFilter(admin.SimpleListFilter):
         if self.value() == "overdue":
             return queryset.filter(renewal_due_q(now=now))
         return queryset
+
+
+class FunnelFilter(admin.SimpleListFilter):
+    """Sellers invited in the last FUNNEL_DAYS days by how far they got (the dashboard's funnel)."""
+
+    title = f"onboarding, last {FUNNEL_DAYS} days"
+    parameter_name = "funnel"
+
+    def lookups(self, request, model_admin):
+        return list(FunnelStep.choices)
+
+    def queryset(self, request, queryset):
+        if self.value() not in dict(FunnelStep.choices):
+            return queryset
+        return queryset.filter(funnel_q(str(self.value()), now=timezone.now()))

@@ -104,12 +104,12 @@ class SellerActionsAdmin(TenantScopedAdmin):
                 connection.close()
             except OSError:
                 pass
-        self.message_user(
-            request,
-            f"Re-authorization links: {counts[LinkEmail.SENT]} emailed, {counts[LinkEmail.ALREADY]} already emailed "
-            f"earlier (not sent again), {counts[LinkEmail.NO_ADDRESS]} without an email address (link created, copy "
-            "it from the seller's page).",
-        )
+        parts = [f"{counts[LinkEmail.SENT]} emailed"]
+        if counts[LinkEmail.ALREADY]:
+            parts.append(f"{counts[LinkEmail.ALREADY]} already emailed earlier (not sent again; re-send from the seller's page)")
+        if counts[LinkEmail.NO_ADDRESS]:
+            parts.append(f"{counts[LinkEmail.NO_ADDRESS]} without an email address (link created, copy it from the seller's page)")
+        self.message_user(request, "Links: " + ", ".join(parts) + ".")
         if counts[LinkEmail.FAILED]:
             self.message_user(
                 request,
@@ -236,6 +236,8 @@ class SellerActionsAdmin(TenantScopedAdmin):
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
                 "query_string": request.GET.urlencode(),
+                # From a seller's own page, "No" goes back there rather than to the list.
+                "cancel_url": getattr(request, "spc_cancel_url", ""),
             }
             return TemplateResponse(request, "admin/sellers/seller/mark_revoked_confirmation.html", context)
         actor = actor_for_user(request.user)

@@ -2,7 +2,8 @@
 
 Tokens and secrets are never read into a page: grant columns come from `.defer()`ed querysets,
 and the change page reads the tokens once, to show a masked tail. The list's actions are in
-sellers/admin/seller_actions.py.
+sellers/admin/seller_actions.py, the page's headline and buttons in sellers/admin/seller_page.py.
+Dates are shown in one format (`sellers.admin_html.when`, UTC).
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
-from django.utils.timesince import timesince, timeuntil
 
 from sellers.admin.base import GRANT_SECRET_FIELDS, TENANT_SECRET_FIELDS, UNDECRYPTABLE_NOTE
-from sellers.admin.filters import RenewalDueFilter, ScopeGrantedFilter, ScopeMissingFilter, tenant_filter_for
-from sellers.admin.seller_actions import SellerActionsAdmin
-from sellers.admin_html import scope_chips, status_badge
+from sellers.admin.filters import FunnelFilter, RenewalDueFilter, ScopeGrantedFilter, ScopeMissingFilter, tenant_filter_for
+from sellers.admin.seller_page import SellerPageAdmin
+from sellers.admin_html import scope_chips, scope_labels_in, scope_summary, status_badge, when
 from sellers.fields import UndecryptableValue, mask_secret
 from sellers.models import TOKEN_FIELDS, Event, Grant, IdentityReview, Seller
 from sellers.selectors import required_scopes, required_scopes_by_tenant, seller_open_links
@@ -50,7 +50,7 @@ class EventInline(admin.TabularInline):
 
     model = Event
     fk_name = "seller"
-    fields = ("created_at", "kind", "detail", "actor")
+    fields = ("when_col", "kind", "detail_labels", "actor")
     readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
@@ -86,6 +86,14 @@ class EventInline(admin.TabularInline):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="When (UTC)")
+    def when_col(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="Detail")
+    def detail_labels(self, obj):
+        return scope_labels_in(obj.detail)
+
 
 class SellerAddForm(forms.ModelForm):
     class Meta:
@@ -94,7 +102,7 @@ class SellerAddForm(forms.ModelForm):
 
 
 @admin.register(Seller)
-class SellerAdmin(SellerActionsAdmin):
+class SellerAdmin(SellerPageAdmin):
     list_display = (
         "name",
         "tenant_name",
@@ -109,7 +117,7 @@ class SellerAdmin(SellerActionsAdmin):
     # Deleting a seller would erase its append-only history: superusers only (the default).
     delete_role = None
     list_display_links = ("name",)
-    list_filter = ("status", "region", ScopeGrantedFilter, ScopeMissingFilter, RenewalDueFilter)
+    list_filter = ("status", "region", FunnelFilter, ScopeGrantedFilter, ScopeMissingFilter, RenewalDueFilter)
     search_fields = ("name", "email", "selling_partner_id")
     list_per_page = 100
     list_max_show_all = 500
@@ -150,6 +158,15 @@ class SellerAdmin(SellerActionsAdmin):
     def get_list_filter(self, request):
         return tenant_filter_for(request, self.list_filter)
 
+    def get_list_display(self, request):
+        # Staff of one tenant see only its sellers: a Tenant column would repeat one name.
+        if tenant_access(request.user).is_multi_tenant:
+            return self.list_display
+        return tuple(name for name in self.list_display if name != "tenant_name")
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return super().add_view(request, form_url, {"title": "Invite a seller", **(extra_context or {})})
+
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []
 
@@ -161,7 +178,7 @@ class SellerAdmin(SellerActionsAdmin):
     def get_fieldsets(self, request, obj=None):
         if obj is None:
             return [(None, {"fields": ("tenant", "name", "email", "region"),
-                            "description": "Creates a pending seller and its onboarding link."})]
+                            "description": "Creates the seller (status: invited) and its onboarding link to send them."})]
         return [
             ("Profile", {"fields": ("name", "email", "tenant_name", "region", "selling_partner_id", "status_col", "created_at")}),
             ("Current grant", {"fields": ("grant_summary", "identity_reviews")}),
@@ -182,7 +199,7 @@ class SellerAdmin(SellerActionsAdmin):
             mark_safe("<br>"),
             '<a href="{}">A new authorization for {} waits for a decision</a> (until {})',
             (
-                (reverse("admin:sellers_identityreview_change", args=[r.pk]), r.selling_partner_id, f"{r.expires_at:%Y-%m-%d %H:%M}")
+                (reverse("admin:sellers_identityreview_change", args=[r.pk]), r.selling_partner_id, f"{when(r.expires_at)} UTC")
                 for r in waiting
             ),
         )
@@ -239,19 +256,20 @@ class SellerAdmin(SellerActionsAdmin):
         required = getattr(obj, "required_scopes", None)
         if required is None:
             required = required_scopes(tenant_id=obj.tenant_id)
-        granted = grant.effective_scopes if grant is not None and grant.status == Grant.Status.ACTIVE else []
-        missing = missing_required_scopes(grant=grant, required=required) if grant is not None else []
-        return scope_chips(granted, missing, confirmed=bool(grant and grant.scopes_confirmed))
+        connected = grant is not None and grant.status == Grant.Status.ACTIVE
+        held = len(grant.effective_scopes) if connected and grant is not None else 0
+        missing = missing_required_scopes(grant=grant, required=required) if connected else []
+        return scope_summary(held=held, required=required, missing=missing, connected=connected)
 
     @admin.display(description="Access token", ordering="grant__access_token_expires_at")
     def token_expires_col(self, obj):
         grant = self._grant(obj)
         if grant is None or grant.status != Grant.Status.ACTIVE or grant.access_token_expires_at is None:
             return "—"
-        now = timezone.now()
-        if grant.access_token_expires_at <= now:
-            return format_html('<span class="spc-muted">expired {} ago</span>', timesince(grant.access_token_expires_at, now, depth=1))
-        return f"expires in {timeuntil(grant.access_token_expires_at, now, depth=1)}"
+        minutes = int((grant.access_token_expires_at - timezone.now()).total_seconds() // 60)
+        if minutes < 0:
+            return format_html('<span class="spc-muted">expired</span>')
+        return f"{minutes} min left" if minutes >= 1 else "under 1 min left"
 
     @admin.display(description="Renewal due", ordering="grant__authorized_at")
     def renewal_due_col(self, obj):
@@ -265,14 +283,14 @@ class SellerAdmin(SellerActionsAdmin):
             css = "spc-overdue"
         elif due <= now + timedelta(days=settings.SPCONNECT_RENEWAL_WINDOW_DAYS):
             css = "spc-due-soon"
-        return format_html('<span class="{}" title="authorized {}">{}</span>', css, f"{grant.authorized_at:%Y-%m-%d}", f"{due:%Y-%m-%d}")
+        return format_html('<span class="{}" title="authorized {}">{}</span>', css, when(grant.authorized_at), when(due, date_only=True))
 
-    @admin.display(description="Last refresh", ordering="grant__last_refreshed_at")
+    @admin.display(description="Last refresh (UTC)", ordering="grant__last_refreshed_at")
     def last_refresh_col(self, obj):
         grant = self._grant(obj)
         if grant is None or grant.last_refreshed_at is None:
             return "—"
-        return f"{timesince(grant.last_refreshed_at, depth=1)} ago"
+        return when(grant.last_refreshed_at)
 
     # -- change page --
 
@@ -295,12 +313,12 @@ class SellerAdmin(SellerActionsAdmin):
             refresh_shown, problem = mask_secret(tokens.refresh_token if tokens else ""), []
         rows = [
             *problem,
-            ("Status", grant.get_status_display() + (f" since {grant.revoked_at:%Y-%m-%d %H:%M}" if grant.revoked_at else "")),
+            ("Status", grant.get_status_display() + (f" since {when(grant.revoked_at)} UTC" if grant.revoked_at else "")),
             ("Scopes", scope_chips(grant.effective_scopes, missing, confirmed=grant.scopes_confirmed)),
             ("Confirmed by Amazon", "yes" if grant.scopes_confirmed else "no (assumed from the app's registration)"),
             ("Refused by Amazon", ", ".join(refused) or "—"),
-            ("Authorized", f"{grant.authorized_at:%Y-%m-%d %H:%M} UTC"),
-            ("Renewal due", f"{grant.renewal_due_at:%Y-%m-%d}"),
+            ("Authorized", f"{when(grant.authorized_at)} UTC"),
+            ("Renewal due", when(grant.renewal_due_at, date_only=True)),
             ("Access token", self.token_expires_col(obj)),
             ("Last refresh", self.last_refresh_col(obj)),
             ("Refreshes", f"{grant.refresh_count} (consecutive failures: {grant.consecutive_failures})"),
@@ -325,8 +343,8 @@ class SellerAdmin(SellerActionsAdmin):
         about = format_html(
             "{} link, valid until {} UTC{}.",
             invitation.get_purpose_display(),
-            f"{invitation.expires_at:%Y-%m-%d %H:%M}",
-            f", emailed {invitation.last_emailed_at:%Y-%m-%d %H:%M}" if invitation.last_emailed_at else "",
+            when(invitation.expires_at),
+            f", emailed {when(invitation.last_emailed_at)} UTC" if invitation.last_emailed_at else "",
         )
         if not may_manage:
             # The link is a bearer credential: whoever holds it can connect an Amazon account to
@@ -365,7 +383,7 @@ class SellerAdmin(SellerActionsAdmin):
         if request.method == "POST":
             invitation, created = reauthorization_link_get_or_create(seller=seller, actor=actor_for_user(request.user))
             if created:
-                self.message_user(request, f"Created a {invitation.get_purpose_display().lower()} link for {seller.name}.")
+                self.message_user(request, f"Created {seller.name}'s {invitation.get_purpose_display().lower()} link.")
             else:
                 self.message_user(request, f"{seller.name} already has an unexpired link; it is shown below.", messages.INFO)
             return HttpResponseRedirect(change_url)
