@@ -27,9 +27,10 @@ setup: install .env ## Install, write .env, migrate, seed the demo tenant
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_demo
 
-# bin/run_dev.sh migrates, seeds the demo tenant, prints the demo seller's link, then serves.
+# bin/run_dev.sh migrates, seeds the demo tenant, prints the demo seller's link, then serves. exec:
+# make passes a SIGTERM of its own to the script itself, not to a shell that would die without it.
 run: install .env ## Set everything up and serve with the local Amazon sandbox on HOST:PORT (default 127.0.0.1:8000; make run PORT=8101)
-	@PYTHON=$(PY) bash bin/run_dev.sh $(HOST) $(PORT)
+	@PYTHON=$(PY) exec bash bin/run_dev.sh $(HOST) $(PORT)
 
 # axe-core for the browser tests' accessibility check, pinned in package-lock.json.
 node_modules/.installed: package.json package-lock.json

@@ -89,7 +89,7 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
         return problem_page(
             request,
             title="Unknown app",
-            message="This sign-in link does not belong to any app here. Start again from Amazon.",
+            message="This link does not belong to any app here. Start again from Amazon.",
             status=404,
         )
     try:
@@ -102,7 +102,7 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
     if region is None:
         return problem_page(
             request,
-            title="This sign-in did not come from Amazon",
+            title="This request did not come from Amazon",
             message="The address to continue to is not an Amazon Seller Central or Vendor Central page, so we "
             f"stopped here. Start again from Seller Central, or ask {tenant.name} for an invitation link.",
             status=400,

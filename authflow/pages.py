@@ -11,13 +11,16 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
+from spconnect.views import method_not_allowed_page
+
 
 def hosted_page(view):
-    """Pages of the consent flow: never cached, and they leak no URL (state, code) by Referer."""
+    """Pages of the consent flow: never cached, they leak no URL (state, code) by Referer, and a
+    wrong method (GET of a button's address) gets a page saying so, not an empty 405."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        response = view(request, *args, **kwargs)
+        response = method_not_allowed_page(request, view(request, *args, **kwargs))
         # strict-origin, not no-referrer: both send no path or query anywhere, but under
         # no-referrer browsers send `Origin: null` with our own form posts, which CSRF refuses.
         response["Referrer-Policy"] = "strict-origin"
@@ -41,17 +44,25 @@ def read_query_params(request: HttpRequest, limits: dict[str, int]) -> dict[str,
 
 
 def problem_page(
-    request: HttpRequest, *, title: str, message: str, status: int, retry_token: str | None = None, kind: str = "error"
+    request: HttpRequest,
+    *,
+    title: str,
+    message: str,
+    status: int,
+    retry_token: str | None = None,
+    kind: str = "error",
+    brand: str | None = None,
 ) -> HttpResponse:
     """The project's problem page; with `retry_token`, a button starts that invitation again.
 
-    `kind` "declined" and "review" are shown as information rather than as an error.
+    `kind` "declined", "review" and "info" are shown as information rather than as an error.
+    `brand`: the agency's name in the header, as on the pages before (None: when not known).
     """
     retry_url = reverse("authflow:start", kwargs={"token": retry_token}) if retry_token else None
     return render(
         request,
         "problem.html",
-        {"title": title, "message": message, "retry_url": retry_url, "kind": kind},
+        {"title": title, "message": message, "retry_url": retry_url, "kind": kind, "brand": brand},
         status=status,
     )
 
@@ -67,7 +78,8 @@ class Problem:
     kind: str = "error"
 
 
-_UNUSABLE = "This sign-in attempt cannot be used"
+# "Connection attempt", not "sign-in": sellers sign in on Amazon's pages, never here.
+_UNUSABLE = "This connection attempt cannot be used"
 _NOT_COMPLETED = "The connection could not be completed"
 _AMAZON_AWAY = "Amazon could not be reached to finish the connection. Please try again in a few minutes."
 
@@ -76,14 +88,14 @@ CALLBACK_PROBLEMS: dict[str, Problem] = {
     "unreadable": Problem("We could not read Amazon's answer", "{detail} Start again from your link.", retry=False),
     # The state (authflow/state.py)
     "missing": Problem(_UNUSABLE, "The link back from Amazon had no state. Start again from your invitation link."),
-    "unknown": Problem(_UNUSABLE, "This sign-in attempt is not one we started. Start again from your invitation link."),
-    "expired": Problem(_UNUSABLE, "This sign-in attempt took longer than 10 minutes and expired. Start again."),
-    "used": Problem(_UNUSABLE, "This sign-in attempt was already completed. Start again if you need to."),
+    "unknown": Problem(_UNUSABLE, "This connection attempt is not one we started. Start again from your invitation link."),
+    "expired": Problem(_UNUSABLE, "This connection attempt took longer than 10 minutes and expired. Start again."),
+    "used": Problem(_UNUSABLE, "This connection attempt was already completed. Start again if you need to."),
     # Never offer the invitation to another browser: a leaked callback URL must not turn into
     # the seller's reusable link.
     "other_browser": Problem(
         _UNUSABLE,
-        "This sign-in attempt was started in a different browser. Finish it in the browser where "
+        "This connection attempt was started in a different browser. Finish it in the browser where "
         "you started, or start again here.",
         status=403,
         retry=False,
@@ -109,7 +121,7 @@ CALLBACK_PROBLEMS: dict[str, Problem] = {
     "invalid_account_id": Problem(_NOT_COMPLETED, "Amazon's answer named an invalid seller account."),
     "account_not_the_claimed_one": Problem(_NOT_COMPLETED, "Amazon named a different account than the one that started."),
     "account_not_named": Problem(_NOT_COMPLETED, "Amazon did not say which seller account was authorized."),
-    "no_seller": Problem(_NOT_COMPLETED, "This sign-in attempt is not linked to a seller."),
+    "no_seller": Problem(_NOT_COMPLETED, "This connection attempt is not linked to a seller."),
     "renewal_account_not_named": Problem(
         _NOT_COMPLETED, "Amazon's answer did not name the seller account. Please start again."
     ),
@@ -150,7 +162,8 @@ CALLBACK_PROBLEMS: dict[str, Problem] = {
 
 
 def callback_problem(request: HttpRequest, key: str, *, retry_token: str | None = None, **names: str) -> HttpResponse:
-    """The page of CALLBACK_PROBLEMS[key], its text filled in with `names`."""
+    """The page of CALLBACK_PROBLEMS[key], its text filled in with `names` (`tenant`, when
+    known, is also the page's brand)."""
     problem = CALLBACK_PROBLEMS[key]
     return problem_page(
         request,
@@ -159,4 +172,5 @@ def callback_problem(request: HttpRequest, key: str, *, retry_token: str | None 
         status=problem.status,
         retry_token=retry_token if problem.retry else None,
         kind=problem.kind,
+        brand=names.get("tenant"),
     )

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from sellers.models import Event, Invitation, Seller
+from sellers.models import TOKEN_FIELDS, Event, Grant, Invitation, Seller
 from sellers.scopes import CATALOG, InvalidScope
 from sellers.services.grants import AuthorizationOutcome
 from sellers.services.invitations import invitation_resolve
@@ -19,6 +19,7 @@ from sellers.services.status import seller_status_transition
 
 from .flows import CallbackFailed, amazon_return_record, callback_complete, callback_error_record, consent_start
 from .models import OAuthState
+from .outcomes import CONNECTED, already_connected_page, invitation_open_token, outcome_page, outcome_remember, rejected_page
 from .pages import callback_problem, hosted_page, problem_page, read_query_params
 from .state import StateRejected, state_consume
 
@@ -42,7 +43,7 @@ CALLBACK_PARAMS = {
 def usable_invitation(view):
     """The URL's `token` must name an invitation that can still be used; the view gets both.
 
-    Unknown: 404. Expired, or already used to connect fully: 410.
+    Unknown: 404. Already used to connect fully ("You're already connected"), or expired: 410.
     """
 
     @wraps(view)
@@ -56,20 +57,16 @@ def usable_invitation(view):
                 status=404,
             )
         name = invitation.tenant.name
+        if invitation.completed_at is not None:
+            # A finished link must not stay a standing invitation to swap the seller's account.
+            return already_connected_page(request, invitation=invitation)
         if invitation.is_expired():
             return problem_page(
                 request,
                 title="This link has expired",
                 message=f"Links from {name} are valid for a limited time. Ask {name} for a new link.",
                 status=410,
-            )
-        if invitation.completed_at is not None:
-            # A finished link must not stay a standing invitation to swap the seller's account.
-            return problem_page(
-                request,
-                title="This link was already used",
-                message=f"Your account was connected with this link. If you need to connect again, ask {name} for a new link.",
-                status=410,
+                brand=name,
             )
         return view(request, token=token, invitation=invitation, **kwargs)
 
@@ -109,8 +106,19 @@ def invite(request: HttpRequest, token: str, invitation: Invitation) -> HttpResp
             "scopes": _scope_rows(tenant, requirements),
             "config_error": str(InvalidScope(unknown)) if unknown else "",
             "token": token,
+            # Back after a partial grant (the link stays open): say what is still missing.
+            "missing_rows": _missing_rows(invitation.seller, _scope_rows(tenant, requirements)),
         },
     )
+
+
+def _missing_rows(seller, rows: list[dict]) -> list[dict]:
+    """The required scopes the seller's grant lacks; [] without a grant (nothing granted yet)."""
+    grant = Grant.objects.defer(*TOKEN_FIELDS).filter(seller=seller).first()
+    if grant is None:
+        return []
+    have = set(grant.effective_scopes)
+    return [row for row in rows if row["required"] and row["name"] not in have]
 
 
 @hosted_page
@@ -126,16 +134,14 @@ def start(request: HttpRequest, token: str, invitation: Invitation) -> HttpRespo
             title="This connection is misconfigured",
             message=f"{exc} Please tell {invitation.tenant.name}.",
             status=400,
+            brand=invitation.tenant.name,
         )
     return redirect(url)
 
 
 def _usable_token(state: OAuthState) -> str | None:
     """The token of the state's invitation while it can still start a new attempt."""
-    invitation = state.invitation if state.invitation_id else None
-    if invitation is None or invitation.is_expired() or invitation.completed_at is not None:
-        return None
-    return invitation.token
+    return invitation_open_token(state.invitation if state.invitation_id else None)
 
 
 @hosted_page
@@ -153,9 +159,8 @@ def callback(request: HttpRequest) -> HttpResponse:
         state = state_consume(value=params.get("state"), session=request.session)
     except StateRejected as exc:
         logger.info("Callback rejected: %s", exc.reason)
-        rejected = exc.state
-        token = rejected.invitation.token if rejected is not None and rejected.invitation is not None else None
-        return callback_problem(request, exc.reason, retry_token=token)
+        # A reload, or Back and Confirm on Amazon's page: the page this state ended on.
+        return rejected_page(request, exc)
     if state.flow == OAuthState.Flow.AMAZON:
         amazon_return_record(state=state)
 
@@ -164,10 +169,10 @@ def callback(request: HttpRequest) -> HttpResponse:
     if error:
         callback_error_record(state=state, error=error, description=params.get("error_description", ""))
         key = error if error in ("access_denied", "invalid_scope") else "consent_error"
-        return callback_problem(request, key, retry_token=retry_token, tenant=tenant)
+        return outcome_page(request, state=state, key=key, retry_token=retry_token, tenant=tenant)
     code = params.get("spapi_oauth_code") or params.get("code")
     if not code:
-        return callback_problem(request, "no_code", retry_token=retry_token)
+        return outcome_page(request, state=state, key="no_code", retry_token=retry_token, tenant=tenant)
     try:
         outcome = callback_complete(
             state=state,
@@ -176,10 +181,11 @@ def callback(request: HttpRequest) -> HttpResponse:
             mws_auth_token=params.get("mws_auth_token", ""),
         )
     except CallbackFailed as exc:
-        return callback_problem(request, exc.kind, retry_token=retry_token)
+        return outcome_page(request, state=state, key=exc.kind, retry_token=retry_token, tenant=tenant)
     if isinstance(outcome, HeldForReview):
-        return callback_problem(request, "review", tenant=tenant)
+        return outcome_page(request, state=state, key="review", tenant=tenant)
     request.session[RESULT_SESSION_KEY] = _result_summary(state=state, outcome=outcome)
+    outcome_remember(request, state=state, key=CONNECTED, tenant=tenant)
     # Post/redirect/get: reloading the result page must not replay the callback.
     return redirect("authflow:result")
 

@@ -222,7 +222,7 @@ def test_completed_link_cannot_be_used_again(client, tenant):
     run_flow(client, invitation.url, spid="A1ONCE")
     path = invitation.url.replace("http://testserver", "")
     page = client.get(path)
-    assert page.status_code == 410 and "already used" in page.content.decode()
+    assert page.status_code == 410 and "already connected" in page.content.decode()
     assert client.post(path + "start/").status_code == 410
 
 

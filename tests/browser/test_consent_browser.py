@@ -85,8 +85,60 @@ def test_error_pages_are_accessible_too(page, shots, live_amazon):
     assert page.get_by_role("heading", level=1).inner_text() == "Link not found"
     check_page(page, shots, "link-not-found")
     page.goto(f"{live_amazon}/authflow/callback/?state=forged&spapi_oauth_code=ANforged")
-    assert page.get_by_role("heading", level=1).inner_text() == "This sign-in attempt cannot be used"
+    assert page.get_by_role("heading", level=1).inner_text() == "This connection attempt cannot be used"
     check_page(page, shots, "callback-rejected")
     page.goto(f"{live_amazon}/no-such-page/")
     assert page.get_by_role("heading", level=1).inner_text() == "Page not found"
     check_page(page, shots, "not-found")
+
+
+def test_pages_seen_again_reload_back_and_reopen(page, shots, tenant):
+    """A reload of the decline page, Back and Confirm after connecting, and the link reopened after
+    a partial grant and after connecting: each says where the seller stands, under the agency's name."""
+    invitation = invitation_create(tenant=tenant, name="Returning Shop")
+    page.goto(invitation.url)
+    page.get_by_role("button", name="Continue to Amazon").click()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    page.get_by_role("button", name="Deny").click()
+    page.wait_for_url("**/authflow/callback/?**")
+    page.reload()
+    assert page.get_by_role("heading", level=1).inner_text() == "You declined the connection"
+    assert page.locator(".brand").inner_text() == tenant.name
+    check_page(page, shots, "declined-reloaded")
+
+    # Try again, grant only part: reopening the link names what is missing.
+    page.get_by_role("button", name="Try again").click()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    approve(page, keep=[ORDERS])
+    page.wait_for_url("**/authflow/result/")
+    page.goto(invitation.url)
+    assert page.locator(".scope-missing-name").all_inner_texts() == [CATALOG[INVENTORY].label]
+    check_page(page, shots, "invite-after-partial")
+
+    # Grant everything, then Back to Amazon's page and Confirm again: the result, not an error.
+    page.get_by_role("button", name="Continue to Amazon").click()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    approve(page, keep=[ORDERS, INVENTORY])
+    page.wait_for_url("**/authflow/result/")
+    assert "you're all set" in page.get_by_role("heading", level=1).inner_text()
+    page.go_back()
+    page.wait_for_url("**/sandbox/na/apps/authorize/consent?**")
+    approve(page, keep=[ORDERS, INVENTORY])
+    page.wait_for_url("**/authflow/result/")
+    assert "you're all set" in page.get_by_role("heading", level=1).inner_text()
+    assert page.get_by_role("button", name="Try again").count() == 0
+
+    page.goto(invitation.url)
+    assert page.get_by_role("heading", level=1).inner_text() == "You're already connected"
+    assert page.locator(".notice-error").count() == 0 and page.locator(".brand").inner_text() == tenant.name
+    check_page(page, shots, "already-connected")
+    assert Seller.objects.get(pk=invitation.seller_id).status == Seller.Status.ACTIVE
+
+
+def test_a_button_address_opened_directly_gets_a_page_not_a_blank(page, shots, live_amazon):
+    response = page.goto(f"{live_amazon}/connect/no-such-link/start/")
+    assert response is not None and response.status == 405
+    assert page.get_by_role("heading", level=1).inner_text() == "This page cannot be opened this way"
+    check_page(page, shots, "method-not-allowed")
+    icon = page.request.get(f"{live_amazon}/favicon.ico")
+    assert icon.status == 200 and icon.body()[:4] == b"\x00\x00\x01\x00"
