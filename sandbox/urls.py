@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import restricted, views
+from . import amazon_initiated, restricted, views
 
 app_name = "sandbox"
 
@@ -14,6 +14,6 @@ urlpatterns = [
 
 # Amazon-initiated authorization: Seller Central opening an app's Login URI, and its callback page.
 urlpatterns += [
-    path("start-from-amazon/", views.start_from_amazon, name="start_from_amazon"),
-    path("<str:region>/apps/authorize/amazon-callback", views.amazon_callback, name="amazon_callback"),
+    path("start-from-amazon/", amazon_initiated.start_from_amazon, name="start_from_amazon"),
+    path("<str:region>/apps/authorize/amazon-callback", amazon_initiated.amazon_callback, name="amazon_callback"),
 ]

@@ -149,3 +149,20 @@ def test_seed_mode_echoes_scopes_and_gates_on_them(client):
     assert ok.status_code == 200  # the scope decides in seed mode, not the roles
     denied = amazon.spapi_send(region="na", method="GET", path="/fba/inventory/v1/summaries", access_token=token.access_token)
     assert denied.status_code == 403
+
+
+def test_amazon_initiated_flow_in_amazon_mode_lists_roles_and_grants_what_they_give(client):
+    from sellers.models import Grant
+
+    from .test_login_uri import finish, start_from_amazon
+
+    tenant = make_tenant("roles", required=(ORDERS,), optional=(), app_roles=ROLES)
+    mode_set("amazon")
+    consent_path, form = start_from_amazon(client, tenant, spid="A1APPROLES")
+    assert [kind for _, _, kind, _ in form["fields"]].count("checkbox") == 0
+    assert "Inventory and Order Tracking" in client.get(consent_path).content.decode()
+    page = finish(client, sandbox_decide(client, consent_path, form))
+    assert page.status_code == 200 and "From the app's registration" in page.content.decode()
+    grant = Grant.objects.get(seller__selling_partner_id="A1APPROLES")
+    assert grant.scopes_confirmed is False
+    assert grant.granted_scopes == [ORDERS, INVENTORY, REPORTS, "sellingpartnerapi::notifications"]

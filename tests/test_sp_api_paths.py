@@ -204,3 +204,11 @@ def test_scopes_given_by_roles_and_the_roles_a_scope_needs():
     assert roles_for_scope(FINANCE) == [R.FINANCE_AND_ACCOUNTING]
     assert roles_for_scope(INVENTORY) == [R.PRODUCT_LISTING, R.AMAZON_FULFILLMENT]
     assert clean_roles(["pricing", "bogus", "product_listing"]) == ["product_listing", "pricing"]
+
+
+def test_the_architecture_document_lists_every_family():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    missing = [f.prefix for f in PATH_FAMILIES if f"| `{f.prefix}` |" not in doc]
+    assert missing == []
