@@ -19,7 +19,7 @@ from sellers.fields import UndecryptableValue
 from sellers.models import Event, Grant, Seller
 from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
-from sellers.services.exports import seller_records
+from sellers.services.exports import csv_row, seller_records
 from sellers.services.grants import grant_mark_revoked
 from sellers.services.identity import fingerprint_from_participations, grant_fingerprint_record
 from sellers.services.invitations import LinkEmail, reauthorization_link_send
@@ -275,10 +275,7 @@ class SellerActionsAdmin(TenantScopedAdmin):
         writer = SafeDictWriter(response, fieldnames=EXPORT_FIELDS)
         writer.writeheader()
         for record in seller_records(Seller.objects.filter(pk__in=[s.pk for s in sellers])):
-            record = dict(record)
-            record["granted_scopes"] = " ".join(record["granted_scopes"])
-            record["missing_scopes"] = " ".join(record["missing_scopes"])
-            writer.writerow(record)
+            writer.writerow(csv_row(record))  # as export_grants writes it
         return response
 
 

@@ -34,6 +34,17 @@ SOURCE_AMAZON = "confirmed by Amazon"
 SOURCE_REGISTRATION = "from the app's registration"
 
 
+def csv_row(record: dict) -> dict:
+    """A record as one CSV row, the same from `export_grants --format csv` and the admin's export:
+    scopes space-separated, `scopes_confirmed` as yes/no."""
+    return {
+        **record,
+        "granted_scopes": " ".join(record["granted_scopes"]),
+        "missing_scopes": " ".join(record["missing_scopes"]),
+        "scopes_confirmed": "yes" if record["scopes_confirmed"] else "no",
+    }
+
+
 def seller_records(sellers: QuerySet[Seller], *, chunk_size: int = 2000) -> Iterator[dict]:
     """Yield export records. Grant columns are read with .only() so tokens are never decrypted."""
     sellers = sellers.select_related("tenant").order_by("tenant__slug", "name", "id")

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 
 from sellers.csv_safety import SafeDictWriter
 from sellers.models import Seller
-from sellers.services.exports import FIELDS, seller_records
+from sellers.services.exports import FIELDS, csv_row, seller_records
 
 from ._common import tenant_by_slug
 
@@ -32,9 +32,4 @@ class Command(BaseCommand):
         writer = SafeDictWriter(self.stdout, fieldnames=FIELDS)
         writer.writeheader()
         for record in records:
-            writer.writerow({
-                **record,
-                "granted_scopes": " ".join(record["granted_scopes"]),
-                "missing_scopes": " ".join(record["missing_scopes"]),
-                "scopes_confirmed": "yes" if record["scopes_confirmed"] else "no",
-            })
+            writer.writerow(csv_row(record))

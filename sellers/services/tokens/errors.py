@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sellers.models import Invitation, Seller
+from sellers.models import Grant, Invitation, Seller
 
 from ..invitations import reauthorization_link_get_or_create
 
@@ -18,24 +18,30 @@ class ReauthorizationRequired(TokenError):
     """The seller revoked access (or never authorized): only a new consent helps.
 
     `.link` is the seller's current re-authorization Invitation (`.link.url` to send it).
+    `.never_authorized`: the seller has no grant at all (its link is the onboarding one).
     Raise `reauthorization_required(...)`, which finds or creates that link.
     """
 
-    def __init__(self, *, seller: Seller, link: Invitation, reason: str = ""):
+    def __init__(self, *, seller: Seller, link: Invitation, reason: str = "", never_authorized: bool = False):
         self.seller = seller
         self.link = link
         self.reason = reason
-        super().__init__(
-            f"{seller.name} ({seller.selling_partner_id or 'not connected'}) must re-authorize the app"
-            + (f": {reason}" if reason else ".")
-        )
+        self.never_authorized = never_authorized
+        if never_authorized:
+            # Not "must re-authorize": nothing was ever authorized.
+            message = f"{seller.name} has not connected yet: the seller must authorize the app with their link."
+        else:
+            named = f"{seller.name} ({seller.selling_partner_id})" if seller.selling_partner_id else seller.name
+            message = f"{named} must re-authorize the app" + (f": {reason}" if reason else ".")
+        super().__init__(message)
 
 
 def reauthorization_required(*, seller: Seller, reason: str) -> ReauthorizationRequired:
     """The error to raise for a seller who must consent again, carrying their current link
     (an open one is reused; a seller never connected gets an onboarding link)."""
     link, _ = reauthorization_link_get_or_create(seller=seller, actor="system")
-    return ReauthorizationRequired(seller=seller, link=link, reason=reason)
+    never = not Grant.objects.filter(seller_id=seller.pk).exists()
+    return ReauthorizationRequired(seller=seller, link=link, reason=reason, never_authorized=never)
 
 
 class TokenUnavailable(TokenError):
