@@ -35,7 +35,7 @@ from sellers.tasks import webhook_deliver
 
 from .conftest import INVENTORY, ORDERS, ROOT
 from .flow import consent_form, run_flow, sandbox_decide
-from .test_identity_review import _callback
+from .test_identity_review import _callback, _corrupt
 from .test_tokens import connected
 
 pytestmark = pytest.mark.django_db
@@ -192,6 +192,23 @@ def test_a_failed_delivery_is_retried_with_the_same_webhook_id_and_a_fresh_signa
     assert first.body == second.body and first.headers["webhook-id"] == second.headers["webhook-id"]
     assert (first.headers["x-spconnect-delivery-attempt"], second.headers["x-spconnect-delivery-attempt"]) == ("1", "2")
     assert types(verified(hook, tenant)) == ["connection.revoked", "connection.revoked"]
+
+
+def test_a_webhook_secret_no_key_decrypts_never_stops_the_change_being_announced(
+    tenant, hook, django_capture_on_commit_callbacks
+):
+    from sellers.models import Tenant
+
+    seller, grant = connected(tenant)
+    Grant.objects.filter(pk=grant.pk).update(authorized_at=timezone.now() - timedelta(days=366))
+    Seller.objects.filter(pk=seller.pk).update(status=Seller.Status.ACTIVE)
+    _corrupt(Tenant, tenant.pk, "webhook_secret")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert renewals_expire() == 1
+    assert Seller.objects.get(pk=seller.pk).status == Seller.Status.EXPIRED
+    assert Event.objects.filter(seller=seller, kind=Event.Kind.EXPIRED).count() == 1
+    assert hook.received == []  # nothing can be signed: nothing is sent, and no retry is scheduled
+    assert not Schedule.objects.filter(func="sellers.tasks.webhook_deliver").exists()
 
 
 # --- One test per event type ----------------------------------------------------------------

@@ -37,6 +37,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from sellers import http
+from sellers.fields import UndecryptableValue
 from sellers.models import Event, Tenant
 from sellers.validators import webhook_destination
 
@@ -108,12 +109,16 @@ def webhook_enqueue(*, event: Event, tenant: Tenant | None = None) -> None:
     announced, once the surrounding transaction commits."""
     if webhook_event_type(event.kind) is None:
         return
-    if tenant is None or tenant.pk != event.tenant_id:
-        tenant = Tenant.objects.filter(pk=event.tenant_id).only("slug", "webhook_url", "webhook_secret").first()
-    if tenant is None or not tenant.webhook_url:
+    # Whether a URL and a secret are set is asked of SQL (an empty secret is stored empty): the
+    # change being announced never depends on decrypting the secret.
+    if tenant is not None and tenant.pk == event.tenant_id:
+        url = tenant.webhook_url
+    else:
+        url = Tenant.objects.filter(pk=event.tenant_id).values_list("webhook_url", flat=True).first() or ""
+    if not url:
         return
-    if not tenant.webhook_secret:
-        logger.warning("Tenant %s has a webhook URL but no webhook secret; webhook not sent.", tenant.slug)
+    if not Tenant.objects.filter(pk=event.tenant_id).exclude(webhook_secret="").exists():
+        logger.warning("Tenant %s has a webhook URL but no webhook secret; webhook not sent.", event.tenant_id)
         return
     message_id = _message_id()
 
@@ -137,7 +142,11 @@ def webhook_deliver(*, tenant_id: int, body: str, attempt: int = 1, message_id: 
     `message_id`, and raise."""
     # A task queued before messages had ids carries none: it gets one here, kept by its retries.
     message_id = message_id or _message_id()
-    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    try:
+        tenant = Tenant.objects.filter(pk=tenant_id).only("slug", "webhook_url", "webhook_secret").first()
+    except UndecryptableValue:
+        logger.warning("Webhook of tenant %s not sent: its secret cannot be decrypted with the configured keys.", tenant_id)
+        raise WebhookDeliveryFailed(f"Webhook of tenant {tenant_id} refused: its secret cannot be decrypted.") from None
     if tenant is None or not tenant.webhook_url or not tenant.webhook_secret:
         return "skipped: the tenant has no webhook any more"
     problem, addresses = webhook_destination(tenant.webhook_url)
