@@ -32,6 +32,13 @@ export DEBUG=true SPAPI_SANDBOX=true LOG_LEVEL=WARNING
 export SECRET_KEY=$($py -c 'import secrets; print(secrets.token_urlsafe(50))')
 export FIELD_ENCRYPTION_KEY=$($py -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
 export SITE_URL="http://127.0.0.1:$port" DATABASE_URL="sqlite:///$work/db.sqlite3"
+# Login with Amazon and SP-API are this server's sandbox, whatever the caller's environment says:
+# generated proxy, token and grantless requests must never reach Amazon.
+export SPAPI_LWA_TOKEN_URL="http://127.0.0.1:$port/sandbox/auth/o2/token"
+for region in NA EU FE; do
+  export "SPAPI_API_HOST_$region=http://127.0.0.1:$port/sandbox/spapi/${region,,}"
+  export "SPAPI_CONSENT_HOST_$region=http://127.0.0.1:$port/sandbox/${region,,}"
+done
 # Thousands of requests with one key: the per-key limit would answer 429 (allowed, but it would
 # hide everything behind it).
 export SPCONNECT_API_RATE_LIMIT_REQUESTS=0
@@ -92,15 +99,22 @@ print(json.dumps([str(s.public_id) for s in sellers]))
 PY
 )
 key=$($py manage.py api_key create --tenant demo --name api-check \
-  --permissions connections:read,tokens:read,invitations:write | tail -n1)
+  --permissions connections:read,tokens:read,invitations:write,proxy,rdt:create,grantless | tail -n1)
 
-# Path ids are drawn from the real connections half of the time, made up the other half.
+# Path ids are drawn from the real connections half of the time, made up the other half; the
+# proxy's SP-API paths likewise from operations the sandbox plays (and one it refuses a plain
+# token: buyers' data), so that generated requests get past the checks and reach the sandbox.
 cat >"$work/schemathesis.toml" <<TOML
 [dictionaries.connections]
 values = $ids
 
+[dictionaries.spapi_paths]
+values = ["orders/v0/orders", "fba/inventory/v1/summaries", "sellers/v1/marketplaceParticipations",
+          "orders/v0/orders/902-1234567-7654321/address", "reports/2021-06-30/reports"]
+
 [parameters]
 "path.id" = { dictionary = "connections", probability = 0.5 }
+"path.path" = { dictionary = "spapi_paths", probability = 0.5 }
 
 [generation]
 max-examples = $examples

@@ -355,3 +355,28 @@ def test_a_proxied_call_costs_at_most_two_queries(client, tenant, amazon_calls, 
     assert response["x-amzn-RequestId"] == "r-1"
     assert len(queries) <= 2, [q["sql"] for q in queries]
     assert len(amazon_calls.spapi_calls) == 2
+
+
+def test_no_answer_from_amazon_is_502_and_a_write_is_not_repeated(live_amazon, tenant, amazon_calls):
+    seller, _ = connected(tenant)
+    proxy = Proxy(live_amazon, new_key(tenant), seller.public_id)
+    amazon_calls.script(url_contains="/spapi/na/orders/", exc=requests.ConnectionError("reset"), times=None)
+
+    response = proxy("POST", "/orders/v0/orders/902-1234567-7654321/shipment", json={"shipmentStatus": "ReadyForPickup"})
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "spapi_unreachable"
+    assert "may have been applied" in response.json()["error"]["message"]
+    assert len(amazon_calls.spapi_calls) == 1
+
+
+def test_an_answer_longer_than_the_limit_is_not_read_into_memory(live_amazon, tenant, amazon_calls, monkeypatch):
+    from api import proxy as proxy_module
+
+    monkeypatch.setattr(proxy_module, "MAX_RESPONSE_BYTES", 100)  # the sandbox's orders page is longer
+    seller, _ = connected(tenant)
+
+    response = Proxy(live_amazon, new_key(tenant), seller.public_id)("GET", "/orders/v0/orders")
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "spapi_response_too_large"
