@@ -426,8 +426,12 @@ def test_openapi_and_docs_need_no_key_and_work_offline(live_amazon):
         "/api/v1/connections/{id}",
         "/api/v1/connections/{id}/access-token",
         "/api/v1/connections/{id}/reauthorization-link",
+        "/api/v1/connections/{id}/restricted-data-token",
+        "/api/v1/connections/{id}/proxy/{path}",
+        "/api/v1/grantless-token",
         "/api/v1/invitations",
     }
+    assert set(paths["/api/v1/connections/{id}/proxy/{path}"]) == {"get", "post", "put", "patch", "delete"}
     assert spec.json()["components"]["securitySchemes"] == {"KeyAuth": {"type": "http", "scheme": "bearer"}}
     docs = requests.get(f"{live_amazon}/api/v1/docs", timeout=10)
     assert docs.status_code == 200
