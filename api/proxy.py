@@ -65,6 +65,12 @@ MAX_TOTAL_WAIT_SECONDS = 10.0
 # An SP-API path: absolute, no scheme or host, no dot segments, no empty segments, no spaces.
 _PATH_RE = re.compile(r"^/[A-Za-z0-9_\-./~%:,;@!$&'()*+=]*$")
 _SAFE_IN_PATH = "/:@!$&'()*+,;=-._~"
+# Amazon takes `dataElements` in a restricted data token's request for these only (getOrders,
+# getOrder, getOrderItems); for the other restricted operations the token itself is the key.
+_WITH_DATA_ELEMENTS = re.compile(r"^/orders/v0/orders(/[^/]+(/orderItems)?)?$")
+# Operations that answer only a restricted data token: their 403 to an access token says nothing
+# about that token, so it is handed on without a refresh (which would reach LWA on every call).
+_RDT_ONLY = re.compile(r"^/orders/v0/orders/[^/]+/(address|buyerInfo|regulatedInfo|orderItems/buyerInfo)$")
 
 
 @dataclass(frozen=True)
@@ -234,7 +240,9 @@ def _token_for(seller: Seller, grant: Grant, call: ProxyCall, access_token: str,
     rdt = seller_restricted_data_token(
         seller=seller,
         grant=grant,
-        resources=[RestrictedResource(call.method, call.path, call.data_elements)],
+        resources=[
+            RestrictedResource(call.method, call.path, call.data_elements if _WITH_DATA_ELEMENTS.match(call.path) else ())
+        ],
         actor=actor_for_key(key),
         api_key=key.display_prefix,
         purpose="proxy",
@@ -264,7 +272,7 @@ def connection_proxy(*, key: ApiKey, connection_id: UUID, call: ProxyCall) -> Ht
     seller, grant = _checks_before_sending(key, connection_id, call)
     access_token = grant_access_token(grant=grant)
     response = _send(seller, call, _token_for(seller, grant, call, access_token, key))
-    if not _unauthorized(response):
+    if not _unauthorized(response) or (not call.data_elements and _RDT_ONLY.match(call.path)):
         return _answer(response)
 
     # Amazon refused the token: expired early or revoked. One refresh decides (spapi_request's rule).

@@ -63,6 +63,10 @@ class Proxy:
 @pytest.fixture
 def sent(monkeypatch):
     """Every request the server sends out, with its body and headers as given to `requests`."""
+    return capture_sent(monkeypatch)
+
+
+def capture_sent(monkeypatch) -> list[dict]:
     calls: list[dict] = []
     inner = http.send
 

@@ -8,9 +8,14 @@ import requests
 
 from sellers.models import Event
 
-from .test_api_proxy import Proxy, connected, new_key
+from .test_api_proxy import Proxy, capture_sent, connected, new_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    return capture_sent(monkeypatch)
 
 ORDER = "902-1234567-7654321"
 ADDRESS = f"/orders/v0/orders/{ORDER}/address"
@@ -51,7 +56,7 @@ def test_the_endpoint_returns_an_rdt_that_opens_the_named_operation_only(live_am
     assert token not in event.detail and token not in str(event.data)
 
 
-def test_the_proxy_obtains_an_rdt_for_the_data_elements_header(live_amazon, tenant, amazon_calls):
+def test_the_proxy_obtains_an_rdt_for_the_data_elements_header(live_amazon, tenant, amazon_calls, sent):
     seller, grant = connected(tenant)
     proxy = Proxy(live_amazon, new_key(tenant, permissions=["proxy", "rdt:create"]), seller.public_id)
 
@@ -62,15 +67,20 @@ def test_the_proxy_obtains_an_rdt_for_the_data_elements_header(live_amazon, tena
     tokens_call, operation_call = amazon_calls.spapi_calls
     assert tokens_call.url.endswith("/tokens/2021-03-01/restrictedDataToken")
     assert operation_call.headers["x-amz-access-token"].startswith("Atz.sprdt|")
+    [rdt_request] = [c for c in sent if c["url"].endswith("/restrictedDataToken")]
+    assert rdt_request["json"] == {"restrictedResources": [{"method": "GET", "path": BUYER_INFO}]}
     event = Event.objects.get(seller=seller, kind=Event.Kind.RDT_CREATED)
     assert event.data["via"] == "proxy"
-    assert event.data["resources"] == [{"method": "GET", "path": BUYER_INFO, "data_elements": ["buyerInfo"]}]
+    assert event.data["resources"] == [{"method": "GET", "path": BUYER_INFO, "data_elements": []}]
 
     orders = proxy("GET", "/orders/v0/orders", params={"dataElements": "buyerInfo,shippingAddress"},
                    headers={"X-Spconnect-Data-Elements": "buyerInfo, shippingAddress"})
     assert orders.status_code == 200, orders.text
     first = orders.json()["payload"]["Orders"][0]
     assert "BuyerInfo" in first and "ShippingAddress" in first
+    assert sent[-2]["json"]["restrictedResources"] == [
+        {"method": "GET", "path": "/orders/v0/orders", "dataElements": ["buyerInfo", "shippingAddress"]}
+    ]
 
 
 def test_without_the_header_amazons_refusal_is_handed_on_and_no_scope_is_marked_refused(live_amazon, tenant, amazon_calls):
@@ -81,6 +91,7 @@ def test_without_the_header_amazons_refusal_is_handed_on_and_no_scope_is_marked_
 
     assert response.status_code == 403
     assert response.json()["errors"][0]["code"] == "Unauthorized"
+    assert len(amazon_calls.spapi_calls) == 1 and amazon_calls.token_calls == []  # no refresh: the token is fine
     grant.refresh_from_db()
     assert grant.refused_scopes == []
     assert not Event.objects.filter(seller=seller, kind=Event.Kind.SCOPE_REFUSED).exists()
