@@ -166,3 +166,11 @@ def test_amazon_initiated_flow_in_amazon_mode_lists_roles_and_grants_what_they_g
     grant = Grant.objects.get(seller__selling_partner_id="A1APPROLES")
     assert grant.scopes_confirmed is False
     assert grant.granted_scopes == [ORDERS, INVENTORY, REPORTS, "sellingpartnerapi::notifications"]
+
+
+def test_index_names_each_apps_roles(client):
+    make_tenant("roles", app_roles=ROLES)
+    make_tenant("bare")
+    html = client.get("/sandbox/").content.decode()
+    assert "roles Amazon Fulfillment, Inventory and Order Tracking" in html
+    assert "no role recorded" in html
