@@ -51,7 +51,7 @@ def start(tmp_path: Path, env: dict, port: int, run: str) -> tuple[Server, str]:
     folder = tmp_path / run
     folder.mkdir()
     server = Server(["bash", "bin/run_dev.sh", "127.0.0.1", str(port)], env, folder, port)
-    server.wait_until_listening(timeout=60)
+    server.wait_until_listening(timeout=120)  # migrate, seed and invite come first
     found = LINK_LINE.search(server.output())
     assert found, server.output()[-3000:]
     return server, found.group(1)

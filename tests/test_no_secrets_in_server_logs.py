@@ -157,7 +157,8 @@ def test_no_invitation_token_state_or_code_in_server_output(serve, tmp_path, sql
     base = f"http://127.0.0.1:{port}"
     server = Server(argv, env, tmp_path, port)
     try:
-        server.wait_until_listening()
+        # bin/run_dev.sh migrates, seeds and prints the demo link first: give it time on a busy machine.
+        server.wait_until_listening(timeout=120)
         page, callback_url = browser_flow(f"{base}/connect/{tokens['live']}/")
         assert page.status_code == 200 and "all set" in page.text
         # The link is used now; the others expired or never existed.
