@@ -95,7 +95,8 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
     try:
         params = read_query_params(request, LOGIN_PARAMS)
     except ValueError as exc:
-        return problem_page(request, title="We could not read Amazon's request", message=f"{exc} Start again from Amazon.", status=400)
+        return problem_page(request, title="We could not read Amazon's request", message=f"{exc} Start again from Amazon.", status=400,
+                            brand=tenant.name)
 
     callback_uri = params.get("amazon_callback_uri", "")
     region = amazon_callback_region(callback_uri)
@@ -106,6 +107,7 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
             message="The address to continue to is not an Amazon Seller Central or Vendor Central page, so we "
             f"stopped here. Start again from Seller Central, or ask {tenant.name} for an invitation link.",
             status=400,
+            brand=tenant.name,
         )
     amazon_state = params.get("amazon_state", "")
     if not amazon_state:
@@ -114,6 +116,7 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
             title="Amazon's request was incomplete",
             message="It had no amazon_state. Start again from Amazon.",
             status=400,
+            brand=tenant.name,
         )
     spid = params.get("selling_partner_id", "")
     if spid and not SELLING_PARTNER_ID_RE.match(spid):
@@ -122,6 +125,7 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
             title="Amazon's request was malformed",
             message="The selling_partner_id is not valid. Start again from Amazon.",
             status=400,
+            brand=tenant.name,
         )
 
     try:
@@ -135,7 +139,8 @@ def login_uri(request: HttpRequest, tenant_id) -> HttpResponse:
             beta=params.get("version") == "beta",
         )
     except InvalidScope as exc:
-        return problem_page(request, title="This connection is misconfigured", message=f"{exc} Please tell {tenant.name}.", status=400)
+        return problem_page(request, title="This connection is misconfigured", message=f"{exc} Please tell {tenant.name}.", status=400,
+                            brand=tenant.name)
     response = HttpResponse(status=302)
     response["Location"] = location
     return response

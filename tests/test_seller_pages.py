@@ -151,3 +151,10 @@ def test_no_page_speaks_of_signing_in():
     texts = [text for problem in CALLBACK_PROBLEMS.values() for text in (problem.title, problem.message)]
     assert not [text for text in texts if "sign-in" in text.lower()]
 
+
+
+def test_login_uri_problem_pages_keep_the_agencys_name(client, tenant):
+    page = client.get(f"/authflow/login/{tenant.public_id}/", {"amazon_callback_uri": "https://evil.example/", "amazon_state": "x"})
+    html = page.content.decode()
+    assert page.status_code == 400 and "<h1>This request did not come from Amazon</h1>" in html
+    assert brand(html) == tenant.name
