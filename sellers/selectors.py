@@ -18,7 +18,7 @@ from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, 
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from sellers.models import Event, Grant, Invitation, ScopeRequirement, Seller, Tenant
+from sellers.models import ONBOARDING_STATUSES, Event, Grant, Invitation, ScopeRequirement, Seller, Tenant
 from sellers.scopes import CATALOG, validate_scopes
 
 # --- Scopes a tenant asks for -----------------------------------------------------------------
@@ -328,14 +328,21 @@ def funnel_q(step: str, *, now: datetime) -> Q:
     """Sellers invited in the last FUNNEL_DAYS days that reached `step` (or, for declined and
     link expired, are there now). The dashboard's counts and the sellers list's filter both use
     it, so a count and the list behind it always agree."""
-    def reached(kinds: tuple[Event.Kind, ...]) -> Q:
-        return Q(Exists(Event.objects.filter(seller_id=OuterRef("pk"), kind__in=kinds))) | Q(grant__isnull=False)
+    def reached(statuses: tuple[str, ...], kinds: tuple[Event.Kind, ...]) -> Q:
+        # The stored status or a grant says so for most sellers; the history is read only for
+        # those whose status does not tell (invited again, link expired, back from an error).
+        told = Q(status__in=statuses) | Q(grant__isnull=False)
+        forgotten = Q(status__in=[s for s in ONBOARDING_STATUSES if s not in statuses]) & Q(
+            Exists(Event.objects.filter(seller_id=OuterRef("pk"), kind__in=kinds))
+        )
+        return told | forgotten
 
     cohort = Q(created_at__gte=now - timedelta(days=FUNNEL_DAYS))
+    went = (Seller.Status.AT_AMAZON, Seller.Status.DECLINED)
     by_step = {
         FunnelStep.INVITED: Q(),
-        FunnelStep.OPENED: reached(_OPENED_KINDS),
-        FunnelStep.AT_AMAZON: reached(_AT_AMAZON_KINDS),
+        FunnelStep.OPENED: reached((Seller.Status.OPENED, *went), _OPENED_KINDS),
+        FunnelStep.AT_AMAZON: reached(went, _AT_AMAZON_KINDS),
         FunnelStep.CONNECTED: Q(grant__isnull=False),
         FunnelStep.DECLINED: Q(status=Seller.Status.DECLINED),
         FunnelStep.LINK_EXPIRED: Q(status=Seller.Status.LINK_EXPIRED),

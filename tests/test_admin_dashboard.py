@@ -122,6 +122,8 @@ def test_every_dashboard_count_links_to_a_list_of_exactly_those_sellers(acme, ma
     populate(acme, 12)
     onboarding(acme, "Opened", "opened", kinds=["link_opened"])
     onboarding(acme, "Went", "at_amazon", kinds=["link_opened", "consent_started"])
+    onboarding(acme, "Came Back", "opened", kinds=["link_opened", "consent_started", "consent_error"])
+    onboarding(acme, "Invited Again", "invited", kinds=["link_opened", "consent_started", "denied", "reauth_link_created"])
     onboarding(acme, "Said No", "declined", kinds=["link_opened", "consent_started", "denied"])
     onboarding(acme, "Lapsed", "link_expired", kinds=["link_expired"])
     onboarding(acme, "Old Invite", "invited", days_ago=40)
@@ -139,7 +141,7 @@ def test_every_dashboard_count_links_to_a_list_of_exactly_those_sellers(acme, ma
         assert rows_listed(client, url) == int(shown), f"{label}: {url}"
     acme_links = dict((label, int(n)) for url, label, n in links if not multi or f"tenant={acme.pk}" in url)
     assert [acme_links[k] for k in ("Invited", "Opened the link", "Went to Amazon", "Connected", "Declined", "Link expired")] \
-        == [16, 12, 11, 9, 1, 1]
+        == [18, 14, 13, 9, 1, 1]
 
 
 def test_needs_attention_names_each_seller_with_its_next_step(acme, make_user, client):

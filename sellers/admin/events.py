@@ -22,7 +22,7 @@ class EventAdmin(TenantScopedAdmin):
     search_fields = ("seller__name", "seller__selling_partner_id")
     list_per_page = 100
     show_full_result_count = False
-    fields = ("created_at", "tenant_name", "seller_link", "kind", "detail", "data", "actor")
+    fields = ("when_col", "tenant_name", "seller_link", "kind", "detail_labels", "data", "actor")
     readonly_fields = fields
     add_role = change_role = delete_role = None
 
@@ -78,6 +78,10 @@ class EventAdmin(TenantScopedAdmin):
             return "—"
         url = reverse("admin:sellers_seller_change", args=[obj.seller_id])
         return format_html('<a href="{}">{}</a> <span class="spc-muted">{}</span>', url, obj.seller.name, obj.seller.selling_partner_id)
+
+    @admin.display(description="Detail")
+    def detail_labels(self, obj):
+        return scope_labels_in(obj.detail)
 
     @admin.display(description="Detail")
     def detail_short(self, obj):

@@ -16,10 +16,27 @@ from sellers.services.status import onboarding_links_expire
 
 from ..conftest import make_grant, make_seller
 from ..test_tokens import connected
-from .conftest import check_page
+from .conftest import AXE, DESKTOP, PHONE, check_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 Role = TenantMembership.Role
+
+
+def check_both(page, shots, name: str) -> None:
+    """`check_page` (axe at 1280 px, no sideways scrolling at 375 px), then axe again at 375 px:
+    the narrow layout must pass too."""
+    check_page(page, shots, name)
+    page.set_viewport_size(PHONE)
+    try:
+        page.add_script_tag(path=str(AXE))
+        serious = page.evaluate(
+            """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+                .filter(v => v.impact === "serious" || v.impact === "critical")
+                .map(v => ({id: v.id, nodes: v.nodes.slice(0, 3).map(n => n.target.join(" "))}))"""
+        )
+    finally:
+        page.set_viewport_size(DESKTOP)
+    assert not serious, f"{name} at 375 px: accessibility violations {serious}"
 
 
 def log_in(page, base: str, user, password: str, *, to: str = "/admin/") -> None:
@@ -74,7 +91,7 @@ def test_dashboard_counts_and_funnel_lead_to_their_lists(page, shots, live_amazo
 
     log_in(page, live_amazon, owner, "pw-olga")
     assert page.get_by_role("heading", name="Needs attention").count() == 1
-    check_page(page, shots, "dashboard")
+    check_both(page, shots, "dashboard")
 
     # Funnel: invited 9 (all created today) → opened 7 → at Amazon 7 → connected 6; declined and expired beside.
     funnel = {label: int(n) for label, n in page.locator("table.spc-bars a[aria-label]").evaluate_all(
@@ -105,7 +122,7 @@ def test_dashboard_counts_and_funnel_lead_to_their_lists(page, shots, live_amazo
     assert every_column_visible(page) == []
     assert page.locator("#result_list th.column-tenant_name").count() == 0
     assert "1/2 required" in page.locator("#result_list").inner_text()
-    check_page(page, shots, "sellers-list")
+    check_both(page, shots, "sellers-list")
 
 
 def test_seller_page_buttons_and_resending_the_link(page, shots, live_amazon, tenant, make_user, mailoutbox):
@@ -117,7 +134,7 @@ def test_seller_page_buttons_and_resending_the_link(page, shots, live_amazon, te
     headline = page.locator("#spc-headline").inner_text()
     assert headline.endswith("next: nothing to do.")
     assert page.locator(".historylink").count() == 0
-    check_page(page, shots, "seller-page")
+    check_both(page, shots, "seller-page")
 
     page.get_by_role("link", name="Email the link…").click()
     assert "buttons@example.com" in page.locator("#content-main").inner_text()
@@ -169,7 +186,7 @@ def test_a_declined_seller_and_an_expired_link_as_staff_see_them(page, shots, li
     assert headline.startswith("Last: Denied (The seller declined on Amazon's consent page)")
     assert headline.endswith("next: ask the seller why they declined, then re-send the link.")
     assert "Declined" in page.locator(".field-status_col").inner_text()
-    check_page(page, shots, "declined-seller")
+    check_both(page, shots, "declined-seller")
 
     page.goto(f"{live_amazon}/admin/sellers/seller/{lapsed.seller.pk}/change/")
     assert page.locator("#spc-headline").inner_text().endswith("next: send a new link.")
@@ -181,9 +198,9 @@ def test_a_declined_seller_and_an_expired_link_as_staff_see_them(page, shots, li
     assert new_link.pk != lapsed.pk and new_link.url in mailoutbox[-1].body
     assert Seller.objects.get(pk=lapsed.seller.pk).status == Seller.Status.INVITED
     assert "Invited" in page.locator(".field-status_col").inner_text()
-    check_page(page, shots, "expired-link-resent")
+    check_both(page, shots, "expired-link-resent")
 
     page.goto(f"{live_amazon}/admin/sellers/event/")
     assert every_column_visible(page) == []
     assert "Denied" in page.locator("#result_list").inner_text()
-    check_page(page, shots, "history-list")
+    check_both(page, shots, "history-list")
