@@ -242,6 +242,13 @@ def report(runs: list[tuple[float, dict]], *, args, load: tuple[float, float]) -
             f"| **{r['ratio']:.2f}** | {p['ok']:,} / {d['ok']:,} | {p['queries_mean']:.3f}, {p['queries_max']} |"
         )
     latency, target = runs[-1]
+    ceiling = args.processes * args.threads / (latency / 1000) if latency else 0.0
+    saturation = (
+        f"At {latency:.0f} ms the direct side reached {target['direct']['per_s']:,.0f} of the {ceiling:,.0f} calls/s its "
+        f"{args.processes * args.threads} connections allow when nothing else waits: "
+        + ("the cores, not SP-API's latency, bounded both sides, so the proxy's CPU still shows in the ratio."
+           if target["direct"]["per_s"] < 0.8 * ceiling else "SP-API's latency bounded it, as it would with Amazon.")
+    ) if ceiling else ""
     queries: Counter = Counter()
     for _, r in runs:
         queries.update(r["proxy"]["queries"])
@@ -273,7 +280,8 @@ With SP-API answering at once, the ratio is the proxy's whole cost on a machine 
 the sandbox and the clients compete for the same cores: a proxied call costs spconnect's work
 (key, connection and grant in two queries, the token decrypted, the request sent and the answer
 handed on) on top of the sandbox's. Amazon answers over the network in tens to hundreds of
-milliseconds, which the second row plays; there the proxy adds its own work only. The two queries
+milliseconds, which the second row plays; there the proxy adds its own work only. {saturation}
+The two queries
 are the key (by its prefix) and the connection with its grant. The key's `last_used_at` is written
 at most once a minute; when it falls due, each request already running sends the conditional
 UPDATE (one of them changes the row), hence the few calls with a third query.
