@@ -41,14 +41,19 @@ from sellers.services.tokens import (
     grant_refresh,
     reauthorization_required,
 )
-from sellers.services.tokens.restricted import DATA_ELEMENTS, RestrictedResource, seller_restricted_data_token
+from sellers.services.tokens.restricted import (
+    DATA_ELEMENTS,
+    RestrictedResource,
+    answers_only_rdt,
+    seller_restricted_data_token,
+    takes_data_elements,
+)
 
 from .auth import actor_for_key
 from .connections import PROXY_PATH_GRANT_FIELDS, connection_for_token, grant_of
 from .errors import ApiError
 from .models import ApiKey, Permission
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 DATA_ELEMENTS_HEADER = "X-Spconnect-Data-Elements"
 # Amazon's answer headers a caller needs; everything else (hop-by-hop, lengths, encodings, its
 # cookies) stays behind. The body is handed on decoded, so no Content-Encoding either.
@@ -65,12 +70,6 @@ MAX_TOTAL_WAIT_SECONDS = 10.0
 # An SP-API path: absolute, no scheme or host, no dot segments, no empty segments, no spaces.
 _PATH_RE = re.compile(r"^/[A-Za-z0-9_\-./~%:,;@!$&'()*+=]*$")
 _SAFE_IN_PATH = "/:@!$&'()*+,;=-._~"
-# Amazon takes `dataElements` in a restricted data token's request for these only (getOrders,
-# getOrder, getOrderItems); for the other restricted operations the token itself is the key.
-_WITH_DATA_ELEMENTS = re.compile(r"^/orders/v0/orders(/[^/]+(/orderItems)?)?$")
-# Operations that answer only a restricted data token: their 403 to an access token says nothing
-# about that token, so it is handed on without a refresh (which would reach LWA on every call).
-_RDT_ONLY = re.compile(r"^/orders/v0/orders/[^/]+/(address|buyerInfo|regulatedInfo|orderItems/buyerInfo)$")
 
 
 @dataclass(frozen=True)
@@ -241,7 +240,7 @@ def _token_for(seller: Seller, grant: Grant, call: ProxyCall, access_token: str,
         seller=seller,
         grant=grant,
         resources=[
-            RestrictedResource(call.method, call.path, call.data_elements if _WITH_DATA_ELEMENTS.match(call.path) else ())
+            RestrictedResource(call.method, call.path, call.data_elements if takes_data_elements(call.path) else ())
         ],
         actor=actor_for_key(key),
         api_key=key.display_prefix,
@@ -272,7 +271,9 @@ def connection_proxy(*, key: ApiKey, connection_id: UUID, call: ProxyCall) -> Ht
     seller, grant = _checks_before_sending(key, connection_id, call)
     access_token = grant_access_token(grant=grant)
     response = _send(seller, call, _token_for(seller, grant, call, access_token, key))
-    if not _unauthorized(response) or (not call.data_elements and _RDT_ONLY.match(call.path)):
+    if not _unauthorized(response) or (not call.data_elements and answers_only_rdt(call.path)):
+        # (An operation that takes only a restricted data token refuses an access token whatever
+        # its state: a refresh would reach LWA on every such call and change nothing.)
         return _answer(response)
 
     # Amazon refused the token: expired early or revoked. One refresh decides (spapi_request's rule).

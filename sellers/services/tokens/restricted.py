@@ -8,6 +8,7 @@ asked, which method and path, which data elements), never the token itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,20 @@ from .refresh import RefreshOutcome, grant_access_token, grant_refresh
 
 DATA_ELEMENTS = ("buyerInfo", "shippingAddress", "buyerTaxInformation")
 MAX_RESOURCES = 50  # Amazon's limit per request
+# Amazon takes `dataElements` in an RDT request for getOrders, getOrder and getOrderItems only;
+# for the other restricted operations the token itself opens the data.
+_TAKES_DATA_ELEMENTS = re.compile(r"^/orders/v0/orders(/[^/]+(/orderItems)?)?$")
+# Operations that answer only to an RDT (getOrderAddress, getOrderBuyerInfo,
+# getOrderItemsBuyerInfo, getOrderRegulatedInfo): an access token is always refused there.
+_ANSWERS_ONLY_RDT = re.compile(r"^/orders/v0/orders/[^/]+/(address|buyerInfo|regulatedInfo|orderItems/buyerInfo)$")
+
+
+def takes_data_elements(path: str) -> bool:
+    return _TAKES_DATA_ELEMENTS.match(path) is not None
+
+
+def answers_only_rdt(path: str) -> bool:
+    return _ANSWERS_ONLY_RDT.match(path) is not None
 
 
 @dataclass(frozen=True)
