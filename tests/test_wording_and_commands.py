@@ -64,7 +64,8 @@ def test_a_seller_who_never_connected_is_not_told_to_reauthorize(tenant, amazon_
     with pytest.raises(CommandError) as command:
         call_command("spapi", "A1NEVER", "GET", "/sellers/v1/marketplaceParticipations", "--tenant", "acme",
                      stdout=io.StringIO())
-    assert str(command.value).startswith("Not connected yet: Deny Seller has not connected yet")
+    assert str(command.value).startswith("Deny Seller has not connected yet: the seller must authorize the app with their link.")
+    assert "Send the seller this link: http://testserver/connect/" in str(command.value)
     assert "re-authoriz" not in str(command.value).lower()
 
 

@@ -68,8 +68,8 @@ class Command(BaseCommand):
         except ScopeNotGranted as exc:
             raise CommandError(f"Missing scope {exc.scope}: {exc}") from None
         except ReauthorizationRequired as exc:
-            need = "Not connected yet" if exc.never_authorized else "Re-authorization needed"
-            raise CommandError(f"{need}: {exc} Send the seller this link: {exc.link.url}") from None
+            need = "" if exc.never_authorized else "Re-authorization needed: "  # the message says it
+            raise CommandError(f"{need}{exc} Send the seller this link: {exc.link.url}") from None
         except AppCredentialsRejected as exc:
             raise CommandError(f"App credentials rejected: {exc}") from None
         except TokenUnavailable as exc:
