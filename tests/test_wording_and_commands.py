@@ -97,3 +97,17 @@ def test_csv_export_reads_the_same_from_the_admin_and_the_command_line(tenant, m
     assert [row["scopes_confirmed"] for row in from_admin] == ["no", "yes"]
     assert from_admin == from_command
     assert Event.objects.filter(tenant=tenant, kind=Event.Kind.EXPORTED).count() == 1
+
+
+def test_admin_connection_test_of_a_seller_never_connected_names_it_once(tenant, make_user, client, amazon_calls):
+    seller = make_seller(tenant, "Deny Seller")
+    client.force_login(make_user("manny", tenant=tenant, role=TenantMembership.Role.MANAGER))
+    response = client.post(
+        reverse("admin:sellers_seller_changelist"),
+        {"action": "test_connection", "_selected_action": [seller.pk], "index": 0},
+        follow=True,
+    )
+    said = [str(message) for message in response.context["messages"]]
+    assert "Deny Seller has not connected yet: the seller must authorize the app with their link." in said
+    assert not [text for text in said if "re-authorize" in text or "Deny Seller: Deny Seller" in text]
+    assert amazon_calls.calls == []

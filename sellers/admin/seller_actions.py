@@ -210,7 +210,9 @@ class SellerActionsAdmin(TenantScopedAdmin):
                 self.message_user(request, f"{seller.name}: connected. {detail}", messages.SUCCESS)
             else:
                 failed += 1
-                self.message_user(request, f"{seller.name}: {detail}", messages.ERROR)
+                # Token errors already name the seller: not "Deny Seller: Deny Seller has not …".
+                named = detail if detail.startswith(seller.name) else f"{seller.name}: {detail}"
+                self.message_user(request, named, messages.ERROR)
         self.message_user(
             request,
             f"Connection test: {ok} connected, {failed} failed"
