@@ -110,4 +110,4 @@ def test_rejections_write_no_grant_events(client, approved_callback):
     path, invitation = approved_callback
     Client().get(path)
     kinds = set(Event.objects.filter(seller=invitation.seller).values_list("kind", flat=True))
-    assert kinds == {Event.Kind.INVITED, Event.Kind.CONSENT_STARTED}
+    assert kinds == {Event.Kind.INVITED, Event.Kind.LINK_OPENED, Event.Kind.CONSENT_STARTED}
