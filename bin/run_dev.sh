@@ -6,7 +6,7 @@
 #
 # Every link the app prints or sends (admin, invitations, the consent redirect) is built from
 # SITE_URL: here it follows HOST and PORT, unless SITE_URL is set in the environment (a tunnel's
-# https address, say). .env's SITE_URL, if any, counts for other commands only.
+# https address, say), and is written to .env for the other commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 host=${1:-127.0.0.1}
@@ -19,6 +19,21 @@ case "$host" in
   *) link_host=$host ;;
 esac
 export SITE_URL="${SITE_URL:-http://$link_host:$port}"
+# Recorded in the local .env (if there is one), so that commands run beside the server
+# (`manage.py invite`, `reauth`) build the same links.
+SPCONNECT_ENV_FILE="${SPCONNECT_ENV_FILE:-.env}" $py - <<'PY'
+import os, re
+path, line = os.environ["SPCONNECT_ENV_FILE"], f"SITE_URL={os.environ['SITE_URL']}"
+if os.path.isfile(path):
+    with open(path) as fh:
+        text = fh.read()
+    new, found = re.subn(r"(?m)^SITE_URL=.*$", lambda _: line, text)
+    if not found:
+        new = text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
+    if new != text:
+        with open(path, "w") as fh:  # the file keeps its 0600 mode
+            fh.write(new)
+PY
 
 $py manage.py migrate --noinput -v0
 $py manage.py seed_demo  # idempotent; the demo tenant's redirect URI follows SITE_URL

@@ -14,7 +14,7 @@ content = f"""# Local settings written by `make run`. Not for production; never 
 DEBUG=true
 SECRET_KEY={secrets.token_urlsafe(50)}
 FIELD_ENCRYPTION_KEY={fernet_key}
-# SITE_URL (the base of every link) is not set here: `make run` derives it from its HOST and PORT.
+# SITE_URL (the base of every link) is not set here: `make run` writes the address it serves at.
 SPAPI_SANDBOX=true
 """
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

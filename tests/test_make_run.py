@@ -110,6 +110,15 @@ def test_make_run_on_another_port_links_there_reuses_its_demo_seller_and_stops_o
     finally:
         stop_with_sigterm_to_the_script(server)
     assert demo_sellers(env) == '[["Demo Seller", "active"]]'
+    # .env now names the address served, once, and stays readable by its owner only; commands run
+    # beside the server (no SITE_URL in their environment) build their links there too.
+    env_file = Path(env["SPCONNECT_ENV_FILE"])
+    assert [line for line in env_file.read_text().splitlines() if line.startswith("SITE_URL=")] == [f"SITE_URL={base}"]
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    invited = subprocess.run([sys.executable, "manage.py", "invite", "--tenant", "demo", "--name", "Beside Shop"], cwd=ROOT,
+                             env=env | {"DJANGO_SETTINGS_MODULE": "spconnect.settings"}, capture_output=True, text=True,
+                             timeout=60, check=True)
+    assert invited.stdout.strip().splitlines()[-1].startswith(f"{base}/connect/")
 
     # The second run finds the same demo seller, connected, and prints a link that works.
     server, second_link = start(tmp_path, env, port, "second")
@@ -120,7 +129,7 @@ def test_make_run_on_another_port_links_there_reuses_its_demo_seller_and_stops_o
         assert page.status_code == 200 and "Connect your Amazon seller account" in page.text
     finally:
         stop_with_sigterm_to_the_script(server)
-    assert demo_sellers(env) == '[["Demo Seller", "active"]]'
+    assert demo_sellers(env) == '[["Beside Shop", "invited"], ["Demo Seller", "active"]]'
 
 
 def test_ctrl_c_stops_make_run(tmp_path, sqlite_file_db):
