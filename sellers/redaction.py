@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-_TOKEN = re.compile(r"Atz[ar]\|[A-Za-z0-9_\-\.%|+/=]+")
+# Access and refresh tokens (Atza|, Atzr|), grantless tokens (Atc|), restricted data tokens (Atz.sprdt|).
+_TOKEN = re.compile(r"(?:Atz[ar]|Atc|Atz\.sprdt)\|[A-Za-z0-9_\-\.%|+/=:]+")
 # LWA client secrets (amzn1.oa2-cs.v1.<hex>).
 _CLIENT_SECRET = re.compile(r"amzn1\.oa2-cs\.[A-Za-z0-9._\-]+")
 # Form and query fields that carry secrets, plain or URL-encoded (`client_secret%3D…`); `state`
@@ -17,7 +18,8 @@ _CLIENT_SECRET = re.compile(r"amzn1\.oa2-cs\.[A-Za-z0-9._\-]+")
 # replay. The name starts a word (or follows an encoded `?`/`&`): `status_code=200` stays.
 _FIELD = re.compile(
     r"(?i)((?:(?<![A-Za-z_])|(?<=%3F)|(?<=%26))"
-    r"(?:client_secret|refresh_token|access_token|spapi_oauth_code|code|mws_auth_token|webhook_secret|state|amazon_state)"
+    r"(?:client_secret|refresh_token|access_token|restricted_data_token|restrictedDataToken|spapi_oauth_code|code"
+    r"|mws_auth_token|webhook_secret|state|amazon_state)"
     r"[\"']?\s*(?:=|:|%3D)\s*[\"']?)[^&\s\"',}]+"
 )
 # Invitation links: /connect/<token>/ (Django logs the path of 404s and CSRF failures).

@@ -134,3 +134,28 @@ def test_refusals_of_the_endpoint(live_amazon, tenant, other_tenant, amazon_call
     assert response.json()["error"]["code"] == "rdt_refused"
     assert "InvalidInput" in response.json()["error"]["message"]
     assert not Event.objects.filter(kind=Event.Kind.RDT_CREATED).exists()
+
+
+def test_no_restricted_data_grantless_or_access_token_reaches_a_log(live_amazon, tenant, amazon_calls):
+    from sellers.redaction import redact
+    from sellers.services.tokens.grantless import grantless_cache_clear
+
+    from .test_no_secrets_in_logs import capture_everything
+
+    grantless_cache_clear()
+    seller, grant = connected(tenant)
+    key = new_key(tenant, permissions=["proxy", "rdt:create", "grantless"])
+    proxy = Proxy(live_amazon, key, seller.public_id)
+    with capture_everything() as capture:
+        token = rdt(live_amazon, key, seller.public_id,
+                    {"restricted_resources": [{"method": "GET", "path": ADDRESS}]}).json()["restricted_data_token"]
+        assert proxy("GET", BUYER_INFO, headers={"X-Spconnect-Data-Elements": "buyerInfo"}).status_code == 200
+        assert proxy("GET", ADDRESS).status_code == 403  # Amazon's refusal, logged as a 4xx
+        grantless = requests.post(f"{live_amazon}/api/v1/grantless-token", json={"scope": "sellingpartnerapi::notifications"},
+                                  headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["access_token"]
+    texts = "\n".join(text for _, text in capture.texts())
+    assert texts  # the requests were logged at DEBUG
+    for secret in (token, grantless, grant.access_token, key):
+        assert secret not in texts
+    # And the last line of defence recognises both new token shapes.
+    assert redact(f"{token} {grantless}") == "[redacted] [redacted]"

@@ -25,6 +25,9 @@ def test_docs_page_renders_every_operation_offline_under_its_policy(strict_page,
         "/api/v1/connections/{id}",
         "/api/v1/connections/{id}/access-token",
         "/api/v1/connections/{id}/reauthorization-link",
+        "/api/v1/connections/{id}/restricted-data-token",
+        "/api/v1/connections/{id}/proxy/{path}",
+        "/api/v1/grantless-token",
         "/api/v1/invitations",
     }
     assert "spconnect API" in page.title()
