@@ -384,3 +384,28 @@ def test_an_answer_longer_than_the_limit_is_not_read_into_memory(live_amazon, te
 
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "spapi_response_too_large"
+
+
+def test_unconfirmed_scopes_are_gated_by_the_apps_recorded_roles_without_a_call(live_amazon, tenant, amazon_calls):
+    """As spapi_request: Amazon named no scopes, so the app's roles decide (Finance opens no inventory path)."""
+    seller, _ = connected(tenant, confirmed=False)
+    tenant.app_roles = ["finance_and_accounting"]
+    tenant.save(update_fields=["app_roles"])
+    proxy = Proxy(live_amazon, new_key(tenant), seller.public_id)
+
+    response = proxy("GET", "/fba/inventory/v1/summaries")
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "scope_not_granted"
+    assert "is registered for none of them" in response.json()["error"]["message"]
+    assert amazon_calls.calls == []
+
+
+def test_paths_outside_spconnects_map_and_grantless_paths_are_refused(live_amazon, tenant, amazon_calls):
+    seller, _ = connected(tenant)
+    proxy = Proxy(live_amazon, new_key(tenant), seller.public_id)
+    for path in ("/unknown/v1/thing", "/notifications/v1/destinations", "/applications/2023-11-30/clientSecret"):
+        response = proxy("GET", path)
+        assert response.status_code == 403, path
+        assert response.json()["error"]["code"] == "path_not_allowed"
+    assert amazon_calls.calls == []
