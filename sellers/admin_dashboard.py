@@ -20,8 +20,8 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from sellers.admin.guidance import next_step
-from sellers.admin_html import link_bars, scope_label
-from sellers.models import Seller, Tenant
+from sellers.admin_html import link_bars, scope_label, when
+from sellers.models import Event, Seller, Tenant
 from sellers.scopes import CATALOG
 from sellers.selectors import (
     ATTENTION_RENEWAL_DAYS,
@@ -107,6 +107,32 @@ class TenantDashboard:
                 for (label, n), (start, end) in zip(self.renewals, RENEWAL_BUCKETS, strict=True)]
         rows.append(("Failing now", self.failing, "spc-bar-failing", self.link(status__exact=Seller.Status.FAILING)))
         return link_bars(rows, title=f"Renewals due and failing refreshes of {self.tenant.name}")
+
+
+RECENT_EVENTS = 10
+
+
+@dataclass(frozen=True)
+class RecentEvent:
+    when: str
+    what: str  # the kind, in words
+    seller_id: int | None
+    name: str  # the seller's, else the tenant's
+
+
+def recent_history(access: TenantAccess) -> list[RecentEvent]:
+    """The newest history events of the tenants the user may see (Django's "Recent actions" only
+    lists edits made in the admin; sellers' steps, Amazon's answers and commands are here)."""
+    events = (
+        access.scope(Event.objects.all(), "tenant")
+        .select_related("seller", "tenant")
+        .only("id", "kind", "created_at", "seller__id", "seller__name", "tenant__id", "tenant__name")
+        .order_by("-created_at", "-id")[:RECENT_EVENTS]
+    )
+    return [
+        RecentEvent(when(e.created_at), e.get_kind_display(), e.seller_id, e.seller.name if e.seller else e.tenant.name)
+        for e in events
+    ]
 
 
 def dashboards_for(access: TenantAccess, *, now=None) -> tuple[list[TenantDashboard], int]:

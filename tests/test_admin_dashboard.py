@@ -162,3 +162,17 @@ def test_needs_attention_names_each_seller_with_its_next_step(acme, make_user, c
     steps = {name: step for _, name, _, step in named}
     assert steps["Said No"].startswith("Ask the seller why they declined") and steps["Lapsed"] == "Send a new link."
     assert "Renewal due" in steps["Due Soon"] and "S3" not in steps  # due in 15 days: not yet
+
+
+def test_recent_history_lists_sellers_steps_of_the_users_tenants_only(acme, make_user, client):
+    from sellers.models import Event
+
+    mine = onboarding(acme, "Said No", "declined")
+    Event.objects.create(tenant=acme, seller=mine, kind=Event.Kind.DENIED, actor="seller")
+    other = make_tenant("globex", name="Globex Agency")
+    theirs = onboarding(other, "Their Shop", "declined")
+    Event.objects.create(tenant=other, seller=theirs, kind=Event.Kind.DENIED, actor="seller")
+    client.force_login(make_user("vi", tenant=acme, role=Role.VIEWER))
+    recent = client.get(reverse("admin:index")).content.decode().split("Recent history", 1)[1].split("</ul>", 1)[0]
+    assert f'<a href="/admin/sellers/seller/{mine.pk}/change/">Said No</a>: Denied' in recent
+    assert "Their Shop" not in recent and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", recent)
