@@ -182,7 +182,7 @@ class SellerAdmin(SellerPageAdmin):
         return [
             ("Profile", {"fields": ("name", "email", "tenant_name", "region", "selling_partner_id", "status_col", "created_col")}),
             ("Current grant", {"fields": ("grant_summary", "identity_reviews")}),
-            ("Re-authorization link", {"fields": ("reauthorization_link",)}),
+            ("The seller's link", {"fields": ("reauthorization_link",)}),
         ]
 
     @admin.display(description="Identity reviews")
