@@ -244,10 +244,11 @@ def report(runs: list[tuple[float, dict]], *, args, load: tuple[float, float]) -
     latency, target = runs[-1]
     ceiling = args.processes * args.threads / (latency / 1000) if latency else 0.0
     saturation = (
-        f"At {latency:.0f} ms the direct side reached {target['direct']['per_s']:,.0f} of the {ceiling:,.0f} calls/s its "
-        f"{args.processes * args.threads} connections allow when nothing else waits: "
-        + ("the cores, not SP-API's latency, bounded both sides, so the proxy's CPU still shows in the ratio."
-           if target["direct"]["per_s"] < 0.8 * ceiling else "SP-API's latency bounded it, as it would with Amazon.")
+        f"At {latency:.0f} ms, {args.processes * args.threads} connections allow at most {ceiling:,.0f} calls/s if "
+        f"nothing but SP-API's latency made them wait: the direct side reached {target['direct']['per_s']:,.0f}, the "
+        f"proxy {target['proxy']['per_s']:,.0f}. The rest of each call's time is CPU work queued on these "
+        f"{os.cpu_count()} cores (spconnect's, the sandbox's, the clients' and anything else running), which "
+        "Amazon's own servers would not share."
     ) if ceiling else ""
     queries: Counter = Counter()
     for _, r in runs:
