@@ -50,9 +50,10 @@ test-browser: install node_modules/.installed ## Run only the browser tests (Chr
 serve: install ## Production: migrate, collect static, then gunicorn + the django-q2 workers (manage.py worker) (env: docs/deployment.md)
 	bin/serve.sh all
 
-lint: install ## ruff (lint and import order) and mypy with django-stubs; both must be clean (configuration: pyproject.toml)
+lint: install ## ruff, mypy with django-stubs (configuration: pyproject.toml) and no model change without its migration
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) manage.py makemigrations --check --dry-run
 
 api-check: install ## Schemathesis against the API's OpenAPI description on a live server (no 5xx, every answer as described)
 	bash bin/api_check.sh
