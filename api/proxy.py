@@ -30,9 +30,7 @@ from django.utils import timezone
 from sellers import amazon
 from sellers.models import Grant, Seller
 from sellers.scopes import CATALOG, path_family
-from sellers.services.spapi import PathNotMapped, ScopeNotGranted, grant_scope_refused
-from sellers.services.spapi import _family as spapi_path_family
-from sellers.services.spapi import _gate as spapi_gate
+from sellers.services.spapi import PathNotMapped, ScopeNotGranted, grant_scope_refused, spapi_gate, spapi_path_family
 from sellers.services.tokens import (
     AppCredentialsRejected,
     RefreshOutcome,

@@ -104,7 +104,8 @@ class RoleNotRegistered(ScopeNotGranted):
         )
 
 
-def _family(path: str) -> PathFamily:
+def spapi_path_family(path: str) -> PathFamily:
+    """The mapped family of an SP-API path; unmapped and grantless paths are refused (fail closed)."""
     family = path_family(path)
     if family is None:
         raise PathNotMapped(
@@ -118,7 +119,7 @@ def _family(path: str) -> PathFamily:
     return family
 
 
-def _gate(*, seller: Seller, grant: Grant, family: PathFamily, path: str) -> None:
+def spapi_gate(*, seller: Seller, grant: Grant, family: PathFamily, path: str) -> None:
     """Refuse, before any call, what the grant does not give. Amazon's 403s narrow it later."""
     if grant.status != Grant.Status.ACTIVE:
         return  # the refresh below decides: reauthorization_required names the reason
@@ -210,13 +211,13 @@ def spapi_request(
     AppCredentialsRejected, TokenUnavailable, SpapiError.
     """
     method = _validate(method, path)
-    family = _family(path)
+    family = spapi_path_family(path)
     needed = None if family.scope == ANY_AUTHORIZED_SELLER else family.scope
     grant = Grant.objects.filter(seller=seller).only(*_GRANT_FIELDS).first()
     if grant is None:
         raise reauthorization_required(seller=seller, reason="the seller has not authorized the app yet.")
     grant.seller = seller
-    _gate(seller=seller, grant=grant, family=family, path=path)
+    spapi_gate(seller=seller, grant=grant, family=family, path=path)
 
     token = grant_access_token(grant=grant)
     response = _send_throttled(region=seller.region, method=method, path=path, token=token, params=params, json=json)
