@@ -174,5 +174,5 @@ def test_recent_history_lists_sellers_steps_of_the_users_tenants_only(acme, make
     Event.objects.create(tenant=other, seller=theirs, kind=Event.Kind.DENIED, actor="seller")
     client.force_login(make_user("vi", tenant=acme, role=Role.VIEWER))
     recent = client.get(reverse("admin:index")).content.decode().split("Recent history", 1)[1].split("</ul>", 1)[0]
-    assert f'<a href="/admin/sellers/seller/{mine.pk}/change/">Said No</a>: Denied' in recent
+    assert f'<a href="/admin/sellers/seller/{mine.pk}/change/">Said No</a>: Declined at Amazon' in recent
     assert "Their Shop" not in recent and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", recent)

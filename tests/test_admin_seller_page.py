@@ -138,7 +138,7 @@ def test_headline_of_a_declined_seller_says_what_happened_and_what_next(tenant, 
                              detail="The seller declined on Amazon's consent page.", step=Seller.Status.DECLINED)
     client.force_login(make_user("manny", tenant=tenant, role=Role.MANAGER))
     line = headline(page(client, invitation.seller))
-    assert line.startswith("Last: Denied (The seller declined on Amazon&#x27;s consent page)")
+    assert line.startswith("Last: Declined at Amazon (The seller declined on Amazon&#x27;s consent page)")
     assert line.endswith("next: ask the seller why they declined, then re-send the link.")
 
 

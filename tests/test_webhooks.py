@@ -26,7 +26,7 @@ from api.schemas import ConnectionOut
 from sellers.models import Event, Grant, IdentityReview, Seller
 from sellers.services.grants import grant_mark_revoked
 from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create
-from sellers.services.renewals import renewals_expire
+from sellers.services.renewals import renewals_announce, renewals_expire
 from sellers.services.reviews import identity_review_approve, identity_review_reject, identity_reviews_expire
 from sellers.services.tokens import RefreshOutcome, access_token_cache_clear, grant_refresh
 from sellers.services.webhook_events import WEBHOOK_EVENT_TYPES
@@ -254,7 +254,33 @@ def test_connection_revoked_by_amazon_or_by_staff(tenant, hook, django_capture_o
     assert payload["data"]["status"] == "revoked"
 
 
-def test_connection_expiring_when_amazons_365_days_are_reached(tenant, hook, django_capture_on_commit_callbacks):
+def test_connection_expiring_once_when_the_renewal_comes_within_the_window(
+    tenant, hook, settings, django_capture_on_commit_callbacks
+):
+    settings.SPCONNECT_RENEWAL_WINDOW_DAYS = 30
+    seller, grant = connected(tenant)
+    not_yet, _ = connected(tenant, name="Not Yet")
+    Grant.objects.filter(pk=grant.pk).update(authorized_at=timezone.now() - timedelta(days=340))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert renewals_announce() == 1
+        assert renewals_announce() == 0  # once per authorization
+        assert renewals_expire() == 0
+    [payload] = verified(hook, tenant)
+    assert payload["type"] == "connection.expiring"
+    assert payload["data"]["id"] == str(seller.public_id) and payload["data"]["status"] == "active"
+    assert datetime.now(UTC) < _instant(payload["data"]["renewal_due_at"]) < datetime.now(UTC) + timedelta(days=30)
+    event = Event.objects.get(kind=Event.Kind.RENEWAL_DUE)
+    grant.refresh_from_db()
+    assert event.seller_id == seller.pk and event.data["authorized_at"] == grant.authorized_at.isoformat()
+    assert not Event.objects.filter(seller=not_yet, kind=Event.Kind.RENEWAL_DUE).exists()
+
+    # The seller authorizes again: the new authorization is announced a year later, not before.
+    Grant.objects.filter(pk=grant.pk).update(authorized_at=timezone.now())
+    assert renewals_announce() == 0
+    assert renewals_announce(now=timezone.now() + timedelta(days=340)) == 2
+
+
+def test_connection_expired_when_amazons_365_days_are_reached(tenant, hook, django_capture_on_commit_callbacks):
     seller, grant = connected(tenant)
     Grant.objects.filter(pk=grant.pk).update(authorized_at=timezone.now() - timedelta(days=366))
     Seller.objects.filter(pk=seller.pk).update(status=Seller.Status.ACTIVE)  # as before the hourly sweep
@@ -262,7 +288,7 @@ def test_connection_expiring_when_amazons_365_days_are_reached(tenant, hook, dja
         assert renewals_expire() == 1
         assert renewals_expire() == 0  # announced once
     [payload] = verified(hook, tenant)
-    assert payload["type"] == "connection.expiring"
+    assert payload["type"] == "connection.expired"
     assert payload["data"]["id"] == str(seller.public_id) and payload["data"]["status"] == "expired"
     assert _instant(payload["data"]["renewal_due_at"]) < datetime.now(UTC)
 

@@ -1,7 +1,9 @@
 """Yearly renewals: Amazon makes every seller consent again 365 days after authorizing.
 
+* `renewals_announce` — once per authorization, a RENEWAL_DUE event (webhook `connection.expiring`)
+  when its renewal comes within SPCONNECT_RENEWAL_WINDOW_DAYS;
 * `renewals_expire` — the sweep: a status is stored, so sellers whose authorization crossed 365
-  days are re-synced to `expired`, each with an EXPIRED event;
+  days are re-synced to `expired`, each with an EXPIRED event (webhook `connection.expired`);
 * `renewal_digest_send` — one email a day to each tenant's staff listing renewals due, expired,
   partial and revoked sellers; nothing is sent when there is nothing to say.
 
@@ -21,14 +23,21 @@ from datetime import datetime
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from sellers.models import Event, Grant, Seller, Tenant
 from sellers.scopes import short_name
-from sellers.selectors import renewals_due, required_scopes, required_scopes_by_tenant, sellers_to_expire
+from sellers.selectors import (
+    renewal_due_q,
+    renewals_due,
+    required_scopes,
+    required_scopes_by_tenant,
+    sellers_to_expire,
+)
 
+from .events import event_record
 from .notifications import notify_staff
 from .requirements import STATUS_GRANT_FIELDS
 from .status import seller_status_transition
@@ -38,6 +47,40 @@ from .webhooks import webhook_enqueue
 DIGEST_LIST_LIMIT = 25
 # The digest is daily; the guard outlives a day so a task redelivered late does not resend.
 DIGEST_GUARD_SECONDS = 36 * 3600
+
+
+def renewals_announce(*, now: datetime | None = None, chunk_size: int = 1000) -> int:
+    """Record RENEWAL_DUE once for each active authorization whose renewal now falls within
+    SPCONNECT_RENEWAL_WINDOW_DAYS; returns how many were announced.
+
+    "Once" is per authorization: an event recorded after the grant's `authorized_at` belongs to
+    it, so a seller who authorizes again is announced again a year later. Running it twice
+    announces nothing the second time.
+    """
+    now = now or timezone.now()
+    announced = Event.objects.filter(
+        seller_id=OuterRef("pk"), kind=Event.Kind.RENEWAL_DUE, created_at__gte=OuterRef("grant__authorized_at")
+    )
+    candidates = (
+        Seller.objects.filter(renewal_due_q(now=now, within_days=settings.SPCONNECT_RENEWAL_WINDOW_DAYS, overdue=False))
+        .exclude(Exists(announced))
+        .select_related("grant")
+        .only("id", "tenant_id", "grant__authorized_at")
+        .order_by("id")
+    )
+    count = 0
+    for seller in candidates[:chunk_size]:  # the hourly schedule takes the rest next time
+        due = seller.grant.renewal_due_at
+        with transaction.atomic():
+            event = event_record(
+                kind=Event.Kind.RENEWAL_DUE,
+                seller=seller,
+                detail=f"Amazon requires this seller to authorize again by {due:%Y-%m-%d}; send a re-authorization link.",
+                data={"authorized_at": seller.grant.authorized_at.isoformat(), "renewal_due_at": due.isoformat()},
+            )
+            webhook_enqueue(event=event)
+        count += 1
+    return count
 
 
 def renewals_expire(*, now: datetime | None = None, tenant: Tenant | None = None, chunk_size: int = 1000) -> int:
@@ -186,8 +229,9 @@ def renewal_digest_send(*, tenant: Tenant, now: datetime | None = None, force: b
 
 
 def renewals_expire_task() -> str:
-    """Hourly: turn authorizations past 365 days into `expired`."""
-    return f"{renewals_expire()} seller(s) expired"
+    """Hourly: announce renewals coming due, and turn authorizations past 365 days into `expired`."""
+    announced = renewals_announce()
+    return f"{announced} renewal(s) announced; {renewals_expire()} seller(s) expired"
 
 
 def renewal_digests_task() -> str:
