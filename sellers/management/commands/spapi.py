@@ -5,7 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 from sellers.models import Region, Seller
 from sellers.services.spapi import (
     AppCredentialsRejected,
+    PathNotMapped,
     ReauthorizationRequired,
+    RoleNotRegistered,
     ScopeNotGranted,
     SpapiError,
     TokenUnavailable,
@@ -65,8 +67,12 @@ class Command(BaseCommand):
 
         try:
             response = spapi_request(seller=seller, method=options["method"], path=options["path"], params=params or None, json=body)
+        except RoleNotRegistered as exc:
+            raise CommandError(f"Missing app role: {exc}") from None
         except ScopeNotGranted as exc:
             raise CommandError(f"Missing scope {exc.scope}: {exc}") from None
+        except PathNotMapped as exc:
+            raise CommandError(f"Refused: {exc}") from None
         except ReauthorizationRequired as exc:
             need = "" if exc.never_authorized else "Re-authorization needed: "  # the message says it
             raise CommandError(f"{need}{exc} Send the seller this link: {exc.link.url}") from None
