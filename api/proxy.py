@@ -29,8 +29,7 @@ from django.utils import timezone
 
 from sellers import amazon
 from sellers.models import Grant, Seller
-from sellers.scopes import CATALOG, path_family
-from sellers.services.spapi import PathNotMapped, ScopeNotGranted, grant_scope_refused, spapi_gate, spapi_path_family
+from sellers.services.spapi import PathNotMapped, ScopeNotGranted, spapi_gate, spapi_path_family
 from sellers.services.tokens import (
     AppCredentialsRejected,
     RefreshOutcome,
@@ -173,20 +172,12 @@ def _checks_before_sending(key: ApiKey, connection_id: UUID, call: ProxyCall) ->
     return seller, grant
 
 
-def _scope_refused(scope: str, path: str) -> ApiError:
-    label = CATALOG[scope].label if scope in CATALOG else scope
-    return ApiError(
-        403, "scope_not_granted", f"Amazon refused {scope} ({label}), which {path} needs, with a fresh token; recorded as refused."
-    )
-
-
 def _unauthorized(response: amazon.SpapiRawResponse) -> bool:
+    """Amazon refused the token itself: 401, or 403 with the `Unauthorized` code. A 403 with
+    other codes, or none, is about the request and is handed back as it is."""
     if response.status_code == 401:
         return True
-    if response.status_code != 403:
-        return False
-    codes = response.spapi_response().error_codes
-    return "Unauthorized" in codes or not codes
+    return response.status_code == 403 and "Unauthorized" in response.spapi_response().error_codes
 
 
 def _wait_for(response: amazon.SpapiRawResponse, attempt: int) -> float:
@@ -281,16 +272,14 @@ def connection_proxy(*, key: ApiKey, connection_id: UUID, call: ProxyCall) -> Ht
     if result.outcome == RefreshOutcome.CREDENTIALS_FAILED:
         raise AppCredentialsRejected("Login with Amazon rejected the app's credentials; the tenant's owner must check the client secret.")
     fresh = result.grant
+    if call.method != "GET":
+        # A write is sent once. Amazon refused this one unapplied; the program may send it again
+        # and it will carry the refreshed token.
+        return _answer(response)
     if fresh is None or not fresh.access_token or fresh.access_token == access_token:
         raise TokenUnavailable(f"Amazon refused the access token and no new one could be obtained: {result.detail}")
-    response = _send(seller, call, _token_for(seller, fresh, call, fresh.access_token, key))
-    if not _unauthorized(response):
-        return _answer(response)
-    family = path_family(call.path)
-    needed = family.scope if family is not None and family.scope in CATALOG else None
-    if family is not None and needed is not None and (call.data_elements or not family.restricted_data):
-        # A fresh token refused: the scope is not really granted. (An operation that wants a
-        # restricted data token refuses a plain token whatever the scopes: passed on as is.)
-        grant_scope_refused(grant=fresh, scope=needed)
-        raise _scope_refused(needed, call.path)
-    return _answer(response)
+    # Amazon's second refusal is handed back as it is, and the grant is left unchanged: a 403
+    # "Unauthorized" with a fresh token may mean a missing scope, but also a role the app lacks
+    # for this one operation or a marketplace of another region. A key limited to a few paths
+    # must not be able to narrow the seller's grant for every program of the agency.
+    return _answer(_send(seller, call, _token_for(seller, fresh, call, fresh.access_token, key)))

@@ -324,7 +324,9 @@ def test_a_seller_who_revoked_at_amazon_is_detected_and_answered_409(live_amazon
     assert len(amazon_calls.spapi_calls) == 1
 
 
-def test_a_scope_amazon_refuses_with_a_fresh_token_is_recorded(live_amazon, tenant, amazon_calls):
+def test_amazons_refusal_of_a_fresh_token_is_handed_back_and_the_grant_left_alone(live_amazon, tenant, amazon_calls):
+    """A path-limited key must not narrow the seller's grant for every program: Amazon's 403 with
+    a fresh token may mean a missing role or another region's marketplace, not a missing scope."""
     seller, grant = connected(tenant, scopes=(ORDERS, INVENTORY))
     SandboxAuthorization.objects.filter(selling_partner_id=seller.selling_partner_id).update(scopes=[ORDERS])
     proxy = Proxy(live_amazon, new_key(tenant), seller.public_id)
@@ -332,10 +334,42 @@ def test_a_scope_amazon_refuses_with_a_fresh_token_is_recorded(live_amazon, tena
     response = proxy("GET", "/fba/inventory/v1/summaries")
 
     assert response.status_code == 403
-    assert response.json()["error"]["code"] == "scope_not_granted"
+    assert response.json()["errors"][0]["code"] == "Unauthorized"
+    assert [c.method for c in amazon_calls.spapi_calls] == ["GET", "GET"]  # refreshed once, sent again once
+    assert [c.grant_type for c in amazon_calls.token_calls] == ["refresh_token"]
     grant.refresh_from_db()
-    assert grant.refused_scopes == [INVENTORY]
-    assert Event.objects.filter(seller=seller, kind=Event.Kind.SCOPE_REFUSED).count() == 1
+    assert grant.refused_scopes == [] and grant.status == Grant.Status.ACTIVE
+    assert not Event.objects.filter(seller=seller, kind=Event.Kind.SCOPE_REFUSED).exists()
+    assert proxy("GET", "/orders/v0/orders").status_code == 200  # the seller's other scopes untouched
+
+
+def test_a_write_whose_token_amazon_refuses_is_sent_once_and_the_token_refreshed(live_amazon, tenant, amazon_calls):
+    seller, grant = connected(tenant)
+    proxy = Proxy(live_amazon, new_key(tenant), seller.public_id)
+    restricted.fault_push(
+        path_prefix="/orders/v0/orders/", method="POST", status=403,
+        body={"errors": [{"code": "Unauthorized", "message": "Access to requested resource is denied."}]},
+    )
+    stale = grant.access_token
+
+    response = proxy("POST", "/orders/v0/orders/902-1234567-7654321/shipment", json={"shipmentStatus": "ReadyForPickup"})
+
+    assert response.status_code == 403
+    assert [c.method for c in amazon_calls.spapi_calls] == ["POST"]
+    assert [c.grant_type for c in amazon_calls.token_calls] == ["refresh_token"]
+    grant.refresh_from_db()
+    assert grant.access_token != stale and grant.status == Grant.Status.ACTIVE
+
+
+def test_a_403_about_the_request_is_handed_back_without_a_refresh(live_amazon, tenant, amazon_calls):
+    seller, _ = connected(tenant)
+    proxy = Proxy(live_amazon, new_key(tenant), seller.public_id)
+    restricted.fault_push(path_prefix="/orders/v0/orders", method="GET", status=403, body={"errors": []})
+
+    response = proxy("GET", "/orders/v0/orders")
+
+    assert response.status_code == 403
+    assert len(amazon_calls.spapi_calls) == 1 and amazon_calls.token_calls == []
 
 
 # --- Cost -----------------------------------------------------------------------------------------------
