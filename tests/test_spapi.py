@@ -140,7 +140,10 @@ def test_pending_seller_gets_an_onboarding_link(tenant, amazon_calls):
 
 
 @pytest.mark.parametrize("method,path", [("TRACE", MARKETPLACES), ("GET", "https://evil.example/x"), ("GET", "//evil.example/x"),
-                                         ("GET", "/orders/../reports/x"), ("GET", "/orders/v0/orders?x=1"), ("GET", "")])
+                                         ("GET", "/orders/../reports/x"), ("GET", "/orders/v0/orders?x=1"), ("GET", ""),
+                                         ("GET", "/orders/v0/%2e%2e/%2E%2E/finances/v0/financialEvents"),
+                                         ("GET", "/orders/v0/%2F%2Fevil.example/x"),
+                                         ("POST", "/tokens/2021-03-01/restrictedDataToken")])
 def test_bad_method_or_path_is_refused_without_network(tenant, amazon_calls, method, path):
     seller, _ = connected(tenant)
     with pytest.raises(SpapiError):
@@ -158,6 +161,24 @@ def test_spapi_command_prints_json(tenant, amazon_calls):
     body = json.loads(out)
     assert body["payload"]["CreatedAfter"] == "2024-01-01"
     assert "Atz" not in out
+
+
+def test_spapi_command_output_is_redacted(tenant, amazon_calls, monkeypatch):
+    """An answer holding a token (here a restricted data token echoed back) never reaches the terminal."""
+    import dataclasses
+
+    from sellers import amazon
+
+    connected(tenant, spid="A1CMDREDACT", expires_in=-1)
+    real = amazon.spapi_send
+
+    def echoing(**kwargs):
+        response = real(**kwargs)
+        return dataclasses.replace(response, body={"payload": response.body, "restrictedDataToken": "Atz.sprdt|" + "x" * 40})
+
+    monkeypatch.setattr(amazon, "spapi_send", echoing)
+    out = read_output(lambda stdout: call_command("spapi", "A1CMDREDACT", "GET", "/orders/v0/orders", stdout=stdout))
+    assert "Atz.sprdt|" not in out and "restrictedDataToken" in out
 
 
 def test_spapi_command_names_the_missing_scope_and_fails(tenant, amazon_calls):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import unquote
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,6 +113,11 @@ def spapi_path_family(path: str) -> PathFamily:
             f"{path[:100]} is not in spconnect's map of SP-API paths, so the permission it needs is unknown: "
             "refused rather than assumed open to any grant. Add its family to sellers/scopes.py."
         )
+    if path.startswith("/tokens/"):
+        raise PathNotMapped(
+            "The Tokens API answers with restricted data tokens: spconnect obtains them itself when an "
+            "operation needs one (sellers/services/tokens/restricted.py) and never hands them out here."
+        )
     if family.grantless:
         raise PathNotMapped(
             f"{path[:100]} is a grantless operation ({family.api}): it takes the app's own token, never a seller's grant."
@@ -140,7 +146,9 @@ def _validate(method: str, path: str) -> str:
     method = (method or "").upper()
     if method not in METHODS:
         raise SpapiError(f"Unsupported HTTP method {method or '(empty)'!r}; use one of {', '.join(METHODS)}.")
-    if not path or not _PATH_RE.match(path) or "//" in path or "/../" in path + "/" or "/./" in path + "/":
+    # Checked decoded too: the HTTP client turns %2e back into "." before it sends the path.
+    decoded = unquote(path or "") + "/"
+    if not path or not _PATH_RE.match(path) or "//" in decoded or "/../" in decoded or "/./" in decoded:
         raise SpapiError(f"Invalid SP-API path {path[:100]!r}: it must start with / and carry no host, query or dot segments.")
     return method
 

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from sellers.models import Region, Seller
+from sellers.redaction import redact
 from sellers.services.spapi import (
     AppCredentialsRejected,
     PathNotMapped,
@@ -83,6 +84,8 @@ class Command(BaseCommand):
         except SpapiError as exc:
             raise CommandError(f"SP-API error: {exc}") from None
 
-        self.stdout.write(json.dumps(response.body, indent=2, sort_keys=True))
+        # Amazon's answer may hold a token (a restricted data token, a document's signed URL):
+        # the same redaction as the logs.
+        self.stdout.write(redact(json.dumps(response.body, indent=2, sort_keys=True)))
         if response.status_code >= 400:
             raise CommandError(f"SP-API answered HTTP {response.status_code} (body above).")
