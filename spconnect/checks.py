@@ -36,3 +36,27 @@ def rate_limit_cache_check(app_configs=None, **kwargs) -> list[checks.CheckMessa
             id="spconnect.W001",
         )
     ]
+
+
+# Backends that write whole messages where logs go.
+EMAIL_BACKENDS_TO_OUTPUT = ("django.core.mail.backends.console.EmailBackend",)
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def email_backend_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Refuse, in production, an email backend that prints messages (`check --deploy`).
+
+    Invitation and re-authorization emails carry sellers' links; printed to standard output they
+    land in the logs, past the redaction filters (which see log records, not raw output).
+    """
+    if settings.DEBUG or settings.EMAIL_BACKEND not in EMAIL_BACKENDS_TO_OUTPUT:
+        return []
+    return [
+        checks.Error(
+            "EMAIL_BACKEND prints every message to standard output: sellers' invitation and "
+            "re-authorization links would end up in the logs, and nobody would receive them.",
+            hint="Configure SMTP (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS) "
+            "or another sending backend (docs/deployment.md).",
+            id="spconnect.E001",
+        )
+    ]

@@ -195,10 +195,12 @@ STORAGES = {
 
 # --- Email -----------------------------------------------------------------------------------
 # In development (DEBUG) each message is a file in .mail/ (git-ignored) rather than lines lost
-# among runserver's request lines; with DEBUG off, the console unless EMAIL_BACKEND says otherwise.
+# among runserver's request lines; with DEBUG off, SMTP (EMAIL_HOST...) unless EMAIL_BACKEND says
+# otherwise. Never the console there: messages carry sellers' links, and stdout is the logs
+# (`check --deploy` refuses it: spconnect.E001).
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",
-    default="django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.console.EmailBackend",
+    default="django.core.mail.backends.filebased.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / ".mail"))
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")

@@ -89,3 +89,11 @@ def test_invalid_rate_limit_settings_refuse_to_start(name, value, message):
     result = run("check", env={name: value})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_check_deploy_refuses_an_email_backend_that_prints_sellers_links():
+    console = {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    result = run("check", "--deploy", env=console)
+    assert result.returncode != 0 and "spconnect.E001" in result.stderr
+    assert "spconnect.E001" not in run("check", "--deploy").stderr  # the production default sends by SMTP
+    assert "spconnect.E001" not in run("check", "--deploy", env={**console, "DEBUG": "true"}).stderr

@@ -175,7 +175,7 @@ def test_development_email_is_written_to_files_in_dot_mail_and_production_is_unc
     assert "Subject: Subject line" in message.read_text() and "Body text" in message.read_text()
     unset = mail_settings(DEBUG="false", ALLOWED_HOSTS="example.com", SITE_URL="https://example.com")
     assert unset["path"] == str(ROOT / ".mail")  # the folder .gitignore names
-    assert unset["backend"] == "django.core.mail.backends.console.EmailBackend"
+    assert unset["backend"] == "django.core.mail.backends.smtp.EmailBackend"
     assert ".mail/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
