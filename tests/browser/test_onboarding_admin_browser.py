@@ -183,7 +183,7 @@ def test_a_declined_seller_and_an_expired_link_as_staff_see_them(page, shots, li
 
     page.get_by_role("link", name="Said No").click()
     headline = page.locator("#spc-headline").inner_text()
-    assert headline.startswith("Last: Denied (The seller declined on Amazon's consent page)")
+    assert headline.startswith("Last: Declined at Amazon (The seller declined on Amazon's consent page)")
     assert headline.endswith("next: ask the seller why they declined, then re-send the link.")
     assert "Declined" in page.locator(".field-status_col").inner_text()
     check_both(page, shots, "declined-seller")
@@ -202,5 +202,5 @@ def test_a_declined_seller_and_an_expired_link_as_staff_see_them(page, shots, li
 
     page.goto(f"{live_amazon}/admin/sellers/event/")
     assert every_column_visible(page) == []
-    assert "Denied" in page.locator("#result_list").inner_text()
+    assert "Declined at Amazon" in page.locator("#result_list").inner_text()
     check_both(page, shots, "history-list")
