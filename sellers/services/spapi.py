@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import unquote
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from django.db import transaction
 
