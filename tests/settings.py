@@ -5,6 +5,7 @@ for the whole run; a test that needs a wrong key runs a subprocess.
 """
 
 import os
+import sys
 
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
@@ -21,3 +22,13 @@ STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticF
 Q_CLUSTER["sync"] = True  # noqa: F405  # tasks run inline unless a test starts a real cluster
 SECURE_SSL_REDIRECT = False
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+
+# Parallel runs (`make test PYTEST_ARGS="-n 2"`): each worker gets its own Redis database for the
+# cache, since every test empties the cache first and Redis empties a whole database at once.
+# Only in the worker itself: servers a test starts inherit the variable but use the Redis it names.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "") if "xdist" in sys.modules else ""
+if _worker.startswith("gw") and CACHES["default"]["BACKEND"].endswith("RedisCache"):  # noqa: F405
+    from urllib.parse import urlsplit, urlunsplit
+
+    _url = urlsplit(CACHES["default"]["LOCATION"])  # noqa: F405
+    CACHES["default"]["LOCATION"] = urlunsplit(_url._replace(path=f"/{10 + int(_worker[2:])}"))  # noqa: F405
