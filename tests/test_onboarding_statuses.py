@@ -70,6 +70,28 @@ def test_the_sweep_marks_expired_links_once_and_is_scheduled_hourly(tenant):
     assert any(s.func == "sellers.services.status.onboarding_links_expire_task" and s.minutes == 60 for s in SCHEDULES)
 
 
+@pytest.mark.parametrize("meanwhile", ["declined", "new link"])
+def test_the_sweep_leaves_a_seller_who_changed_after_it_looked(tenant, monkeypatch, meanwhile):
+    """The sweep reads, then writes: a seller who declined or got a new link in between keeps that."""
+    from sellers.services import status
+
+    stale = invitation_create(tenant=tenant, name="Racing")
+    Invitation.objects.filter(pk=stale.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    real = status.seller_status_transition
+
+    def after_a_change(**kwargs):
+        if meanwhile == "declined":
+            Seller.objects.filter(pk=kwargs["seller"].pk).update(status=Seller.Status.DECLINED)
+        else:
+            reauthorization_link_get_or_create(seller=Seller.objects.get(pk=kwargs["seller"].pk), actor="staff:olga")
+        return real(**kwargs)
+
+    monkeypatch.setattr(status, "seller_status_transition", after_a_change)
+    assert onboarding_links_expire() == 0
+    assert status_of(stale.seller) == ("declined" if meanwhile == "declined" else "invited")
+    assert not Event.objects.filter(kind=Event.Kind.LINK_EXPIRED).exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_migration_maps_pending_sellers_from_their_history():
     executor = MigrationExecutor(connection)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from sellers.models import ONBOARDING_STATUSES, TOKEN_FIELDS, Event, Grant, Seller
+from sellers.models import ONBOARDING_STATUSES, TOKEN_FIELDS, Event, Grant, Invitation, Seller
 from sellers.selectors import required_scopes
 
 from .events import event_record
@@ -108,6 +109,7 @@ def seller_status_transition(
     notice: Callable[[str], tuple[str, str]] | None = None,
     only_when_moved: bool = False,
     step: str | None = None,
+    step_when: Q | None = None,
 ) -> StatusTransition:
     """Re-derive the seller's status after something happened to it, and say so once.
 
@@ -116,11 +118,12 @@ def seller_status_transition(
     the (subject, body) of the email to the tenant's staff, if they must be told.
     `only_when_moved`: nothing is recorded or sent when the status stayed the same.
     `step`: the onboarding status the seller reached (opened, at Amazon, …); stored only while
-    the seller has never connected, so a re-authorization never demotes a connected seller.
+    the seller has never connected, so a re-authorization never demotes a connected seller;
+    `step_when` adds a condition checked in the same UPDATE (what the caller read may be stale).
     """
     old = seller.status
-    if step is not None:
-        _onboarding_step_store(seller=seller, step=step)
+    if step is not None and not _onboarding_step_store(seller=seller, step=step, when=step_when):
+        old = seller.status  # as stored now: the step did not happen
     new = seller_status_sync(seller=seller, grant=grant, required=required, record=False)
     if only_when_moved and new == old:
         return StatusTransition(old, new, None)
@@ -133,16 +136,20 @@ def seller_status_transition(
     return StatusTransition(old, new, event)
 
 
-def _onboarding_step_store(*, seller: Seller, step: str) -> None:
-    """One conditional UPDATE: a seller that has a grant (or got one a moment ago) is left alone."""
+def _onboarding_step_store(*, seller: Seller, step: str, when: Q | None = None) -> bool:
+    """One conditional UPDATE: a seller that has a grant (or got one a moment ago) is left alone.
+    True when stored; otherwise `seller.status` is refreshed from the database."""
     if step not in ONBOARDING_STATUSES:
         raise ValueError(f"{step!r} is not an onboarding status")
-    stored = (
-        Seller.objects.filter(pk=seller.pk, status__in=ONBOARDING_STATUSES, grant__isnull=True)
-        .update(status=step, updated_at=timezone.now())
-    )
+    target = Seller.objects.filter(pk=seller.pk, status__in=ONBOARDING_STATUSES, grant__isnull=True)
+    if when is not None:
+        target = target.filter(when)
+    stored = target.update(status=step, updated_at=timezone.now())
     if stored:
         seller.status = step
+        return True
+    seller.status = Seller.objects.filter(pk=seller.pk).values_list("status", flat=True).first() or seller.status
+    return False
 
 
 def onboarding_links_expire(*, now: datetime | None = None) -> int:
@@ -161,8 +168,14 @@ def onboarding_links_expire(*, now: datetime | None = None) -> int:
     )
     moved = 0
     for seller in stale:
+        # Checked again as it is written: a seller who declined or got a new link since the
+        # query above keeps that.
+        still_waiting = Q(status__in=waiting) & ~Exists(
+            Invitation.objects.filter(seller_id=OuterRef("pk"), expires_at__gt=now)
+        )
         done = seller_status_transition(
             seller=seller, grant=None, kind=Event.Kind.LINK_EXPIRED, step=Seller.Status.LINK_EXPIRED,
+            step_when=still_waiting,
             detail="The link expired before the seller connected; send a new one.", only_when_moved=True,
         )
         moved += done.moved
