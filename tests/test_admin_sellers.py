@@ -323,6 +323,34 @@ def test_test_connection_reports_a_revoked_seller(acme, manager, client, amazon_
     assert Seller.objects.get(pk=seller.pk).status == Seller.Status.REVOKED
 
 
+def test_test_connection_leaves_a_seller_who_never_connected_as_they_are(acme, manager, client, amazon_calls):
+    """Nothing to test, and no new link behind staff's back: a declined seller stays declined."""
+    seller = make_seller(acme, "Said No")
+    Seller.objects.filter(pk=seller.pk).update(status=Seller.Status.DECLINED)
+
+    body = act(client, "test_connection", seller).content.decode()
+
+    assert "0 connected, 0 failed, 1 not authorized yet (nothing to test)" in body
+    assert Seller.objects.get(pk=seller.pk).status == Seller.Status.DECLINED
+    assert not Invitation.objects.filter(seller=seller).exists()
+    assert amazon_calls.calls == []
+
+
+def test_an_error_naming_a_link_does_not_re_invite_a_seller_who_declined(acme, amazon_calls):
+    """A program asking for a seller who declined gets a link to send, and the status still says declined."""
+    from sellers.services.tokens import reauthorization_required
+
+    seller = make_seller(acme, "Said No Too")
+    Seller.objects.filter(pk=seller.pk).update(status=Seller.Status.DECLINED)
+    seller.refresh_from_db()
+
+    error = reauthorization_required(seller=seller, reason="")
+
+    assert error.never_authorized and error.link.seller_id == seller.pk
+    assert Seller.objects.get(pk=seller.pk).status == Seller.Status.DECLINED
+    assert Event.objects.filter(seller=seller, kind=Event.Kind.REAUTH_LINK_CREATED).count() == 1
+
+
 def test_mark_revoked_action(acme, manager, client):
     seller = make_seller(acme, "Marked Seller")
     grant = make_grant(seller)

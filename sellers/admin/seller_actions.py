@@ -175,6 +175,11 @@ class SellerActionsAdmin(TenantScopedAdmin):
     def test_connection(self, request, queryset):
         sellers, refused = self._targets(request, queryset)
         actor = actor_for_user(request.user)
+        # A seller who never connected has nothing to test (and testing must not re-invite them).
+        connected = set(Grant.objects.filter(seller__in=sellers).values_list("seller_id", flat=True))
+        no_grant = len(sellers)
+        sellers = [seller for seller in sellers if seller.pk in connected]
+        no_grant -= len(sellers)
         skipped = max(len(sellers) - MAX_CONNECTION_TESTS, 0)
         ok = failed = 0
         for seller in sellers[:MAX_CONNECTION_TESTS]:
@@ -217,6 +222,7 @@ class SellerActionsAdmin(TenantScopedAdmin):
             request,
             f"Connection test: {ok} connected, {failed} failed"
             + (f", {skipped} not tested (at most {MAX_CONNECTION_TESTS} per click)" if skipped else "")
+            + (f", {no_grant} not authorized yet (nothing to test)" if no_grant else "")
             + ".",
             messages.INFO,
         )

@@ -59,15 +59,27 @@ def invitation_create(
 
 
 def reauthorization_link_get_or_create(
-    *, seller: Seller, actor: str = "system", ttl_days: int | None = None
+    *, seller: Seller, actor: str = "system", ttl_days: int | None = None, invite_again: bool = True
 ) -> tuple[Invitation, bool]:
-    """The seller's newest unexpired link, or a new re-authorization link. Returns (link, created)."""
+    """The seller's newest unexpired link, or a new re-authorization link. Returns (link, created).
+
+    `invite_again=False` (a link made only to be named in an error, nobody sends it): a seller who
+    never connected keeps `declined` or `link_expired` rather than becoming `invited`.
+    """
     current = seller_open_links(seller_ids=[seller.pk]).first()
     if current is not None:
         return current, False
     purpose = Invitation.Purpose.REAUTHORIZATION if hasattr(seller, "grant") else Invitation.Purpose.ONBOARDING
     with transaction.atomic():
         invitation = _new_invitation(seller=seller, purpose=purpose, created_by=actor, ttl_days=ttl_days)
+        if not invite_again:
+            event_record(
+                seller=seller,
+                kind=Event.Kind.REAUTH_LINK_CREATED,
+                detail=f"Link valid until {invitation.expires_at:%Y-%m-%d}.",
+                actor=actor,
+            )
+            return invitation, True
         # A seller that never connected (declined, link expired) is invited again.
         seller_status_transition(
             seller=seller,

@@ -39,7 +39,8 @@ class ReauthorizationRequired(TokenError):
 def reauthorization_required(*, seller: Seller, reason: str) -> ReauthorizationRequired:
     """The error to raise for a seller who must consent again, carrying their current link
     (an open one is reused; a seller never connected gets an onboarding link)."""
-    link, _ = reauthorization_link_get_or_create(seller=seller, actor="system")
+    # The link is named in the error; nobody has sent it yet, so the status says what the seller did.
+    link, _ = reauthorization_link_get_or_create(seller=seller, actor="system", invite_again=False)
     never = not Grant.objects.filter(seller_id=seller.pk).exists()
     return ReauthorizationRequired(seller=seller, link=link, reason=reason, never_authorized=never)
 
