@@ -84,22 +84,40 @@ def test_buttons_need_the_csrf_token(tenant, make_user, amazon_calls):
     assert not Event.objects.filter(kind=Event.Kind.REFRESH_REQUESTED).exists()
 
 
+def _marker(html: str) -> dict:
+    return {"emailed_marker": re.search(r'name="emailed_marker" value="([^"]*)"', html).group(1)}
+
+
 def test_email_link_asks_first_then_sends_and_resends(tenant, make_user, client, mailoutbox):
     invitation = invitation_create(tenant=tenant, name="Mail Me", email="mailme@example.com")
     seller = invitation.seller
     client.force_login(make_user("manny", tenant=tenant, role=Role.MANAGER))
     confirm = client.get(act_url(seller, "email_link")).content.decode()
     assert "mailme@example.com" in confirm and "Yes, email the link" in confirm and mailoutbox == []
-    client.post(act_url(seller, "email_link"))
+    client.post(act_url(seller, "email_link"), _marker(confirm))
     html = page(client, seller)
     assert "Link emailed to mailme@example.com." in html and "Re-send the link" in html
-    assert "Yes, re-send the link" in client.get(act_url(seller, "email_link")).content.decode()
-    client.post(act_url(seller, "email_link"))
+    confirm = client.get(act_url(seller, "email_link")).content.decode()
+    assert "Yes, re-send the link" in confirm
+    client.post(act_url(seller, "email_link"), _marker(confirm))
     assert len(mailoutbox) == 2 and all(invitation.url in m.body for m in mailoutbox)
     details = list(Event.objects.filter(seller=seller, kind=Event.Kind.REAUTH_LINK_EMAILED).values_list("detail", "actor"))
     assert sorted(details) == [("Link emailed to mailme@example.com.", "staff:manny"),
                                ("Link emailed to mailme@example.com. (resent)", "staff:manny")]
     assert Invitation.objects.filter(seller=seller).count() == 1
+
+
+def test_submitting_the_same_confirmation_again_sends_nothing(tenant, make_user, client, mailoutbox):
+    """A double click, Back and submit, or a loop replaying one form: one email."""
+    invitation = invitation_create(tenant=tenant, name="Mail Once", email="once@example.com")
+    client.force_login(make_user("manny", tenant=tenant, role=Role.MANAGER))
+    form = _marker(client.get(act_url(invitation.seller, "email_link")).content.decode())
+    for _ in range(5):
+        client.post(act_url(invitation.seller, "email_link"), form)
+    assert len(mailoutbox) == 1
+    assert "after that page was shown: not sent again" in page(client, invitation.seller)
+    assert client.post(act_url(invitation.seller, "email_link")).status_code == 302  # no marker: nothing sent
+    assert len(mailoutbox) == 1
 
 
 def test_refresh_and_test_connection_buttons_act_on_this_seller_only(tenant, make_user, client, amazon_calls):

@@ -99,12 +99,22 @@ class SellerPageAdmin(SellerActionsAdmin):
 
     def _email_link(self, request, seller: Seller, change_url: str):
         """GET: what will be sent, to whom; POST: send it (again, if it was sent before)."""
+        link = seller_open_links(seller_ids=[seller.pk]).defer("token").first()
+        # The form carries when the link had last been emailed as the page showed it: a second
+        # submit (double click, Back and submit, a reload) finds it changed and sends nothing.
+        shown = _emailed_marker(link)
         if request.method == "POST":
+            if request.POST.get("emailed_marker") != shown:
+                self.message_user(
+                    request,
+                    f"The link was emailed to {seller.name} after that page was shown: not sent again.",
+                    messages.WARNING,
+                )
+                return HttpResponseRedirect(change_url)
             _, outcome = reauthorization_link_send(seller=seller, actor=actor_for_user(request.user), resend=True)
             level, text = EMAIL_RESULTS[outcome]
             self.message_user(request, text.format(email=seller.email, name=seller.name), level)
             return HttpResponseRedirect(change_url)
-        link = seller_open_links(seller_ids=[seller.pk]).defer("token").first()
         context = {
             **self.admin_site.each_context(request),
             "title": f"Email the link to {seller.name}?",
@@ -114,5 +124,13 @@ class SellerPageAdmin(SellerActionsAdmin):
             "emailed": when(link.last_emailed_at) if link is not None and link.last_emailed_at else "",
             "expires": when(link.expires_at) if link is not None else "",
             "change_url": change_url,
+            "emailed_marker": shown,
         }
         return TemplateResponse(request, "admin/sellers/seller/email_link_confirmation.html", context)
+
+
+def _emailed_marker(link) -> str:
+    """Which link, and when it was last emailed: changes with every email sent."""
+    if link is None:
+        return "none"
+    return f"{link.pk}:{link.last_emailed_at.isoformat() if link.last_emailed_at else 'never'}"
