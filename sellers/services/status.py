@@ -170,8 +170,8 @@ def onboarding_links_expire(*, now: datetime | None = None) -> int:
     for seller in stale:
         # Checked again as it is written: a seller who declined or got a new link since the
         # query above keeps that.
-        still_waiting = Q(status__in=waiting) & ~Exists(
-            Invitation.objects.filter(seller_id=OuterRef("pk"), expires_at__gt=now)
+        still_waiting = Q(status__in=waiting) & ~Q(
+            Exists(Invitation.objects.filter(seller_id=OuterRef("pk"), expires_at__gt=now))
         )
         done = seller_status_transition(
             seller=seller, grant=None, kind=Event.Kind.LINK_EXPIRED, step=Seller.Status.LINK_EXPIRED,
