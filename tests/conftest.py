@@ -316,6 +316,15 @@ def parse_form(html: str) -> dict:
     return {"action": p.action, "fields": p.fields}
 
 
+TOKEN_SHAPE = re.compile(r"Atz[a-z.]*\|")
+
+
+def shows_token(text: str) -> bool:
+    """True when `text` holds something shaped like an Amazon token (`Atza|…`, `Atzr|…`,
+    `Atz.sprdt|…`). The bar keeps a random CSRF token or link from matching by chance."""
+    return TOKEN_SHAPE.search(text) is not None
+
+
 def read_output(call) -> str:
     buf = io.StringIO()
     call(stdout=buf)

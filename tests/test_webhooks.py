@@ -33,7 +33,7 @@ from sellers.services.webhook_events import WEBHOOK_EVENT_TYPES
 from sellers.services.webhooks import webhook_headers, webhook_secret_generate
 from sellers.tasks import webhook_deliver
 
-from .conftest import INVENTORY, ORDERS, ROOT
+from .conftest import INVENTORY, ORDERS, ROOT, shows_token
 from .flow import consent_form, run_flow, sandbox_decide
 from .test_identity_review import _callback, _corrupt
 from .test_tokens import connected
@@ -100,7 +100,7 @@ def verified(hook: Receiver, tenant) -> list[dict]:
     payloads = []
     for delivery in hook.received:
         text = delivery.body.decode()
-        assert "Atz" not in text and tenant.webhook_secret not in text and tenant.client_secret not in text
+        assert not shows_token(text) and tenant.webhook_secret not in text and tenant.client_secret not in text
         payloads.append(Webhook(tenant.webhook_secret).verify(delivery.body, delivery.headers))
     return payloads
 
