@@ -234,7 +234,7 @@ def _account_check(*, state: OAuthState, target: CallbackTarget, new: AccountFin
 
     Only a first binding (no grant on the seller, nobody else holding the id) has nothing to be
     compared with. The seller's own grant is compared even when the callback names another id
-    or none (the source document's flow), and another holder even when it has no grant.
+    or none (the scope model's flow), and another holder even when it has no grant.
     """
     checks = []
     own = _grant_of(target.seller)

@@ -10,8 +10,8 @@ from django.db.models import Q
 
 
 class SandboxMode(models.TextChoices):
-    # The source document's model: scopes in the consent URL, echoed by the token response.
-    SEED = "seed", "Seed (scopes asked and echoed, as in the source document)"
+    # The scope model: scopes in the consent URL, echoed by the token response.
+    SEED = "seed", "Seed (scopes asked in the consent URL and echoed back)"
     # Amazon as it really behaves: the app's registered roles decide, nothing is echoed.
     AMAZON = "amazon", "Amazon (registered roles decide, no scope echoed)"
 

@@ -1,6 +1,6 @@
 """The sandbox's two modes and what differs between them.
 
-`seed` plays the source document: the consent URL's `scope` is shown as checkboxes, the token
+`seed` plays the scope model: the consent URL's `scope` is shown as checkboxes, the token
 response echoes the approved scopes, SP-API gates calls on them. `amazon` plays Amazon as it
 really is: the consent page lists the app's registered roles (no checkboxes, `scope` ignored),
 the token response names no scope, SP-API gates calls on the roles the app had when the seller

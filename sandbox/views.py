@@ -2,8 +2,8 @@
 operations. Only mounted when SPAPI_SANDBOX is on; every page says it is not Amazon.
 
 It uses the tenants' app registrations as Amazon would (application id, client id and secret,
-redirect URI, draft flag, roles) and plays one of two modes (`modes.py`): the source document's
-scopes, or Amazon's registered roles.
+redirect URI, draft flag, roles) and plays one of two modes (`modes.py`): scopes asked and
+echoed, or Amazon's registered roles.
 """
 
 from __future__ import annotations

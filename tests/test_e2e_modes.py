@@ -1,7 +1,7 @@
 """End to end over real sockets in both sandbox modes: the whole consent flow, a refresh, a call
 inside and outside what was granted, a refusal Amazon teaches at call time, and a revocation.
 
-`seed` plays the source document (scopes asked and echoed); `amazon` plays Amazon as it really is
+`seed` plays the scope model (scopes asked and echoed); `amazon` plays Amazon as it really is
 (the app's registered roles decide, nothing echoed). The mode is set per test in the sandbox's
 table, which the transactional test database empties afterwards."""
 

@@ -339,7 +339,7 @@ def _callback(client, link_url: str, *, account: str, claim: str | None = None, 
 
 
 def _seed_connected(client, tenant, name: str, account: str) -> Seller:
-    """Connected through the source document's flow: the callback names no seller id."""
+    """Connected through the scope model's flow: the callback names no seller id."""
     invitation = invitation_create(tenant=tenant, name=name)
     page = _callback(client, invitation.url, account=account, strip=True)
     assert page.status_code == 200 and "all set" in page.content.decode()

@@ -1,4 +1,4 @@
-"""The sandbox's two modes: the source document's scopes (`seed`) and Amazon's roles (`amazon`).
+"""The sandbox's two modes: the scope model (`seed`) and Amazon's roles (`amazon`).
 Set per test, kept in the sandbox's own table, switched by command or by the index page."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sandbox's mode: the source document's model of Amazon, or Amazon as it really behaves."""
+"""The sandbox's mode: the scope model of Amazon, or Amazon as it really behaves."""
 
 from django.db import migrations, models
 
@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
                     "mode",
                     models.CharField(
                         choices=[
-                            ("seed", "Seed (scopes asked and echoed, as in the source document)"),
+                            ("seed", "Seed (scopes asked in the consent URL and echoed back)"),
                             ("amazon", "Amazon (registered roles decide, no scope echoed)"),
                         ],
                         default="seed",

@@ -21,7 +21,7 @@ class Command(BaseCommand):
             "mode",
             help="Show or set the sandbox's mode.",
             description=(
-                "seed: the source document's model. The consent page offers the URL's `scope` as "
+                "seed: the scope model. The consent page offers the URL's `scope` as "
                 "checkboxes, the token response echoes the approved scopes, SP-API refuses a path "
                 "outside them. amazon: Amazon as it really behaves. The consent page lists the app's "
                 "registered roles (Admin → Tenants → App roles) with no checkboxes and ignores `scope`, "
