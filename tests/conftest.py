@@ -77,6 +77,19 @@ def _empty_cache():
     cache.clear()
 
 
+@pytest.fixture
+def rate_window_held(monkeypatch):
+    """Hold the rate limiter's clock inside one window. A test that spends a limit and expects
+    the next request refused must not see a fixed window start again (on the minute) between
+    the two, which it would about once in a thousand runs."""
+    from types import SimpleNamespace
+
+    from spconnect import middleware
+
+    start = 1_800_000_000.5  # half a second into a window of 60, 300 or 3600 seconds
+    monkeypatch.setattr(middleware, "time", SimpleNamespace(time=lambda: start))
+
+
 @dataclass
 class Call:
     method: str

@@ -144,7 +144,7 @@ def test_key_use_is_recorded_at_most_once_a_minute(live_amazon, tenant):
     assert ApiKey.objects.get().last_used_at > first
 
 
-def test_rate_limit_per_key_answers_429_with_retry_after(live_amazon, tenant, settings):
+def test_rate_limit_per_key_answers_429_with_retry_after(live_amazon, tenant, settings, rate_window_held):
     settings.SPCONNECT_API_RATE_LIMIT_REQUESTS = 3
     settings.SPCONNECT_API_RATE_LIMIT_WINDOW_SECONDS = 60
     busy, calm = Api(live_amazon, new_key(tenant, name="busy")), Api(live_amazon, new_key(tenant, name="calm"))

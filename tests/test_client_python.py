@@ -485,7 +485,7 @@ def test_live_access_tokens_and_their_errors(live, tenant, amazon_calls):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_live_rate_limit_carries_retry_after(live, settings):
+def test_live_rate_limit_carries_retry_after(live, settings, rate_window_held):
     settings.SPCONNECT_API_RATE_LIMIT_REQUESTS = 2
     live.list_connections_page()
     live.list_connections_page()

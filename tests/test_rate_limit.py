@@ -15,7 +15,7 @@ from sellers.models import Event
 from sellers.services.invitations import invitation_create
 from spconnect.middleware import client_address, rate_limit_hit
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("rate_window_held")]
 
 
 @pytest.fixture
