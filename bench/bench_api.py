@@ -21,7 +21,6 @@ Two servers run on free 127.0.0.1 ports, each on its own SQLite file in a tempor
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import secrets
@@ -39,6 +38,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH), str(ROOT / "clients" / "python")]
+
+from _http_load import abba, print_round  # noqa: E402
 
 # gunicorn as `bin/serve.sh web` starts it with its defaults (WEB_CONCURRENCY=2, WEB_THREADS=4, …).
 SERVE_WEB_ARGS = [
@@ -148,116 +149,22 @@ def lwa_calls() -> int:
     return SandboxAccessToken.objects.using("sandbox").count()
 
 
-# --- Load for the token endpoint (worker processes: standard library only) -----------------------------
-
-
-def load_worker(job: dict) -> dict:
-    """Send `job["paths"]` over `job["threads"]` keep-alive connections, starting at `start_at`."""
-    statuses: Counter = Counter()
-    queries: Counter = Counter()
-    lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {job['key']}", "Content-Type": "application/json", "Accept": "application/json"}
-    body = job["body"].encode() if job["body"] is not None else None
-
-    def run(paths: list[str]) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=30)
-        mine_status: Counter = Counter()
-        mine_queries: Counter = Counter()
-        for path in paths:
-            for attempt in range(3):
-                try:
-                    conn.request(job["method"], path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    response.read()
-                    break
-                except (http.client.HTTPException, ConnectionError, OSError):
-                    # gunicorn closed the kept-alive connection (idle, or the worker's max-requests restart).
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=30)
-                    if attempt == 2:
-                        raise
-            mine_status[response.status] += 1
-            mine_queries[int(response.getheader("X-Bench-Queries", "-1"))] += 1
-        conn.close()
-        with lock:
-            statuses.update(mine_status)
-            queries.update(mine_queries)
-
-    shares = [job["paths"][i::job["threads"]] for i in range(job["threads"])]
-    threads = [threading.Thread(target=run, args=(share,)) for share in shares]
-    ready = time.time()
-    while time.time() < job["start_at"]:
-        time.sleep(0.001)
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"ready": ready, "end": time.time(), "statuses": dict(statuses), "queries": {str(k): v for k, v in queries.items()}}
-
-
-def load_round(*, port: int, key: str, method: str, paths: list[str], body: str | None, processes: int, threads: int) -> dict:
-    start_at = time.time() + 3.0  # every worker process is up and waiting by then
-    procs = [subprocess.Popen([sys.executable, __file__, "--load-worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(processes)]
-    for i, proc in enumerate(procs):
-        proc.stdin.write(json.dumps({"port": port, "key": key, "method": method, "paths": paths[i::processes], "body": body,
-                                     "threads": threads, "start_at": start_at}))
-        proc.stdin.close()
-    results = []
-    for proc in procs:
-        out = proc.stdout.read()
-        err = proc.stderr.read()
-        if proc.wait(timeout=900):
-            raise SystemExit(f"a load worker failed: {err[-1500:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    if any(r["ready"] > start_at for r in results):
-        raise SystemExit("a load worker started late; raise the start delay")
-    statuses: Counter = Counter()
-    queries: Counter = Counter()
-    for r in results:
-        statuses.update({int(k): v for k, v in r["statuses"].items()})
-        queries.update({int(k): v for k, v in r["queries"].items()})
-    return {"wall": max(r["end"] for r in results) - start_at, "calls": len(paths), "statuses": statuses, "queries": queries}
+# --- Load for the token endpoint --------------------------------------------------------------------------
 
 
 def bench_token_endpoint(*, port: int, key: str, connections: list[dict], calls: int, rounds: int, processes: int,
                          threads: int) -> dict:
-    token_paths = [f"/api/v1/connections/{connections[i % len(connections)]['id']}/access-token" for i in range(calls)]
-    per_round = calls // rounds
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json"}
     sides = {
-        "token": dict(method="POST", body="{}", paths=token_paths),
-        "ping": dict(method="GET", body=None, paths=[PING_PATH] * calls),
+        "token": (port, [["POST", f"/api/v1/connections/{connections[i % len(connections)]['id']}/access-token", headers, "{}"]
+                         for i in range(calls)]),
+        "ping": (port, [["GET", PING_PATH, headers, None]] * calls),
     }
-    # Warm up both (gunicorn's workers import the app on their first request).
-    for side in sides.values():
-        load_round(port=port, key=key, method=side["method"], paths=side["paths"][:200], body=side["body"],
-                   processes=processes, threads=threads)
-    totals = {name: {"wall": 0.0, "calls": 0, "statuses": Counter(), "queries": Counter(), "rounds": []} for name in sides}
     lwa_before = lwa_calls()
-    order = []
-    for r in range(rounds):
-        order += ["token", "ping"] if r % 2 == 0 else ["ping", "token"]  # ABBA: drift falls on both
-    offsets = {"token": 0, "ping": 0}
-    for name in order:
-        side = sides[name]
-        start = offsets[name]
-        offsets[name] += per_round
-        result = load_round(port=port, key=key, method=side["method"], paths=side["paths"][start:start + per_round],
-                            body=side["body"], processes=processes, threads=threads)
-        total = totals[name]
-        total["wall"] += result["wall"]
-        total["calls"] += result["calls"]
-        total["statuses"].update(result["statuses"])
-        total["queries"].update(result["queries"])
-        total["rounds"].append(result["calls"] / result["wall"])
-        print(f"  {name}: {result['calls'] / result['wall']:,.0f} calls/s", flush=True)
-    totals["lwa"] = lwa_calls() - lwa_before
+    totals: dict = abba(sides, rounds=rounds, processes=processes, threads=threads, on_round=print_round)
+    totals["lwa"] = lwa_calls() - lwa_before  # warm-up included: valid tokens need none
     for name in sides:
-        total = totals[name]
-        total["per_s"] = total["calls"] / total["wall"]
-        total["queries_mean"] = sum(q * n for q, n in total["queries"].items()) / total["calls"]
-        total["queries_max"] = max(total["queries"])
-        total["ok"] = total["statuses"].get(200, 0)
+        totals[name]["rounds"] = [calls // rounds / wall for wall in totals[name]["round_walls"]]
     totals["ratio"] = totals["token"]["per_s"] / totals["ping"]["per_s"]
     return totals
 
@@ -467,11 +374,7 @@ def main() -> None:
     parser.add_argument("--sp-api-threads", type=int, default=8, help="Threads in the python-amazon-sp-api comparison (default 8).")
     parser.add_argument("--lwa-latency-ms", type=float, default=20, help="Added to each answer of the sandbox's LWA (default 20).")
     parser.add_argument("--no-write", action="store_true", help="Print the report instead of writing docs/benchmarks.md.")
-    parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.load_worker:
-        print(json.dumps(load_worker(json.loads(sys.stdin.read()))))
-        return
     args.sellers = args.sellers or (100 if args.quick else 1000)
     args.spapi_calls = args.spapi_calls or (1000 if args.quick else 10_000)
     args.calls = args.calls or (2000 if args.quick else 8000)

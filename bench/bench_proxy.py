@@ -17,16 +17,12 @@ header the benchmark's settings add) and checks that every answer was Amazon's 2
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +31,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
+from _http_load import abba, print_round  # noqa: E402
 from bench_api import SERVE_WEB_ARGS, base_env, free_port, make_tenant, wait_for_port  # noqa: E402
 
 ORDERS = "sellingpartnerapi::orders"
@@ -83,114 +80,23 @@ def proxy_key(tenant) -> str:
     return out.getvalue().strip().splitlines()[-1]
 
 
-# --- Load (worker processes: standard library only) ---------------------------------------------------
-
-
-def load_worker(job: dict) -> dict:
-    """Send `job["requests"]` ([path, headers]) over `job["threads"]` keep-alive connections."""
-    statuses: Counter = Counter()
-    queries: Counter = Counter()
-    lock = threading.Lock()
-
-    def run(share: list) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=60)
-        mine_status: Counter = Counter()
-        mine_queries: Counter = Counter()
-        for path, headers in share:
-            for attempt in range(3):
-                try:
-                    conn.request("GET", path, headers=headers)
-                    response = conn.getresponse()
-                    body = response.read()
-                    break
-                except (http.client.HTTPException, ConnectionError, OSError):
-                    # gunicorn closed the kept-alive connection (idle, or a worker's max-requests restart).
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", job["port"], timeout=60)
-                    if attempt == 2:
-                        raise
-            ok = response.status == 200 and b'"Orders"' in body
-            mine_status[response.status if ok or response.status != 200 else -200] += 1
-            mine_queries[int(response.getheader("X-Bench-Queries", "-1"))] += 1
-        conn.close()
-        with lock:
-            statuses.update(mine_status)
-            queries.update(mine_queries)
-
-    shares = [job["requests"][i::job["threads"]] for i in range(job["threads"])]
-    threads = [threading.Thread(target=run, args=(share,)) for share in shares]
-    ready = time.time()
-    while time.time() < job["start_at"]:
-        time.sleep(0.001)
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"ready": ready, "end": time.time(), "statuses": dict(statuses), "queries": {str(k): v for k, v in queries.items()}}
-
-
-def load_round(*, port: int, requests: list, processes: int, threads: int) -> dict:
-    start_at = time.time() + 3.0  # every worker process is up and waiting by then
-    procs = [subprocess.Popen([sys.executable, __file__, "--load-worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(processes)]
-    for i, proc in enumerate(procs):
-        proc.stdin.write(json.dumps({"port": port, "requests": requests[i::processes], "threads": threads, "start_at": start_at}))
-        proc.stdin.close()
-    results = []
-    for proc in procs:
-        out, err = proc.stdout.read(), proc.stderr.read()
-        if proc.wait(timeout=900):
-            raise SystemExit(f"a load worker failed: {err[-1500:]}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    if any(r["ready"] > start_at for r in results):
-        raise SystemExit("a load worker started late; raise the start delay")
-    statuses: Counter = Counter()
-    queries: Counter = Counter()
-    for r in results:
-        statuses.update({int(k): v for k, v in r["statuses"].items()})
-        queries.update({int(k): v for k, v in r["queries"].items()})
-    return {"wall": max(r["end"] for r in results) - start_at, "calls": len(requests), "statuses": statuses, "queries": queries}
+# --- Load ---------------------------------------------------------------------------------------------
 
 
 def compare(*, web_port: int, sandbox_port: int, key: str, connections: list[dict], calls: int, rounds: int,
             processes: int, threads: int) -> dict:
     picks = [connections[i % len(connections)] for i in range(calls)]
     sides = {
-        "proxy": (web_port, [[f"/api/v1/connections/{c['id']}/proxy{SPAPI_PATH}", {"Authorization": f"Bearer {key}"}]
+        "proxy": (web_port, [["GET", f"/api/v1/connections/{c['id']}/proxy{SPAPI_PATH}", {"Authorization": f"Bearer {key}"}, None]
                              for c in picks]),
-        "direct": (sandbox_port, [[f"/sandbox/spapi/na{SPAPI_PATH}", {"x-amz-access-token": c["access_token"]}]
+        "direct": (sandbox_port, [["GET", f"/sandbox/spapi/na{SPAPI_PATH}", {"x-amz-access-token": c["access_token"]}, None]
                                   for c in picks]),
     }
-    for port, requests in sides.values():  # warm up: gunicorn's workers import the app on first use
-        load_round(port=port, requests=requests[:200], processes=processes, threads=threads)
-    totals = {name: {"wall": 0.0, "calls": 0, "statuses": Counter(), "queries": Counter(), "rounds": []} for name in sides}
-    per_round = calls // rounds
-    offsets = dict.fromkeys(sides, 0)
-    order: list[str] = []
-    for r in range(rounds):
-        order += ["proxy", "direct"] if r % 2 == 0 else ["direct", "proxy"]  # ABBA: drift falls on both
-    for name in order:
-        port, requests = sides[name]
-        start = offsets[name]
-        offsets[name] += per_round
-        result = load_round(port=port, requests=requests[start:start + per_round], processes=processes, threads=threads)
-        total = totals[name]
-        total["wall"] += result["wall"]
-        total["calls"] += result["calls"]
-        total["statuses"].update(result["statuses"])
-        total["queries"].update(result["queries"])
-        total["rounds"].append(result["wall"])
-        print(f"  {name}: {result['calls'] / result['wall']:,.0f} calls/s", flush=True)
-    for total in totals.values():
-        total["per_s"] = total["calls"] / total["wall"]
-        total["ok"] = total["statuses"].get(200, 0)
-    proxy = totals["proxy"]
-    proxy["queries_mean"] = sum(q * n for q, n in proxy["queries"].items()) / proxy["calls"]
-    proxy["queries_max"] = max(proxy["queries"])
+    totals = abba(sides, rounds=rounds, processes=processes, threads=threads, expect='"Orders"', on_round=print_round)
+    proxy, direct = totals["proxy"], totals["direct"]
     # Round i of one side against round i of the other: how far the machine's noise moves the ratio.
-    round_ratios = sorted(p / d for p, d in zip(proxy["rounds"], totals["direct"]["rounds"], strict=True))
-    return {"proxy": proxy, "direct": totals["direct"], "ratio": proxy["wall"] / totals["direct"]["wall"],
-            "round_ratios": round_ratios}
+    round_ratios = sorted(p / d for p, d in zip(proxy["round_walls"], direct["round_walls"], strict=True))
+    return {"proxy": proxy, "direct": direct, "ratio": proxy["wall"] / direct["wall"], "round_ratios": round_ratios}
 
 
 # --- Servers ---------------------------------------------------------------------------------------------
@@ -301,12 +207,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="Threads per client process (default 4).")
     parser.add_argument("--spapi-latency-ms", type=float, default=100, help="The second run's SP-API latency (default 100).")
     parser.add_argument("--no-write", action="store_true", help="Print the report instead of writing docs/benchmarks.md.")
-    parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.load_worker:
-        print(json.dumps(load_worker(json.loads(sys.stdin.read()))))
-        return
-
     tmp = Path(tempfile.mkdtemp(prefix="spconnect-bench-proxy-"))
     env = {**base_env(tmp), "DJANGO_SETTINGS_MODULE": "bench_proxy_settings"}
     os.environ.update(env)
