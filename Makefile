@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist). Much of the suite waits on servers and subprocesses it starts, so
+# two processes finish in about two thirds of the time even on two cores. At most 6 (each takes a
+# Redis database of its own, 10 + N), or 0 to run in this process only.
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 
@@ -42,7 +46,7 @@ node_modules/.installed: package.json package-lock.json
 	fi
 
 test: install node_modules/.installed ## Run the test suite, browser tests included (SQLite and the ORM broker unless DATABASE_URL/REDIS_URL say otherwise)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-browser: install node_modules/.installed ## Run only the browser tests (Chromium at /usr/bin/chromium), one line each
 	$(PY) -m pytest -v -m browser tests/browser $(PYTEST_ARGS)

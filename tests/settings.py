@@ -23,7 +23,7 @@ Q_CLUSTER["sync"] = True  # noqa: F405  # tasks run inline unless a test starts 
 SECURE_SSL_REDIRECT = False
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 
-# Parallel runs (`make test PYTEST_ARGS="-n 2"`): each worker gets its own Redis database for the
+# Parallel runs (`make test` runs TEST_WORKERS processes): each worker gets its own Redis database for the
 # cache, since every test empties the cache first and Redis empties a whole database at once.
 # Only in the worker itself: servers a test starts inherit the variable but use the Redis it names.
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "") if "xdist" in sys.modules else ""
