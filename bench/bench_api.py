@@ -41,15 +41,22 @@ sys.path[:0] = [str(ROOT), str(BENCH), str(ROOT / "clients" / "python")]
 
 from _http_load import abba, print_round  # noqa: E402
 
-# gunicorn as `bin/serve.sh web` starts it with its defaults (WEB_CONCURRENCY=2, WEB_THREADS=4, …).
+# gunicorn as `bin/serve.sh web` starts it with its defaults (WEB_CONCURRENCY=2, WEB_THREADS=8, …).
 SERVE_WEB_ARGS = [
     "--config", "python:spconnect.gunicorn_conf",
-    "--workers", "2", "--threads", "4", "--worker-class", "gthread",
+    "--workers", "2", "--threads", "8", "--worker-class", "gthread",
     "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5",
     "--max-requests", "2000", "--max-requests-jitter", "200",
     "--forwarded-allow-ips", "127.0.0.1",
 ]
 PING_PATH = "/bench-api/v1/ping"
+
+
+def serve_web_shape() -> str:
+    """'2 gthread workers × 8 threads', as SERVE_WEB_ARGS says, for the reports."""
+    workers = SERVE_WEB_ARGS[SERVE_WEB_ARGS.index("--workers") + 1]
+    threads = SERVE_WEB_ARGS[SERVE_WEB_ARGS.index("--threads") + 1]
+    return f"{workers} gthread workers × {threads} threads"
 
 
 def free_port() -> int:
@@ -306,8 +313,8 @@ def report(a: dict, b: dict, *, args, load: tuple[float, float], sellers: int) -
     return f"""
 ## Agency API (`bench/bench_api.py`{" --quick" if args.quick else ""}){scale}
 
-spconnect's web server is gunicorn with the arguments `bin/serve.sh web` gives it (2 gthread
-workers × 4 threads, max-requests 2000), production settings (`DEBUG` off), SQLite; the local
+spconnect's web server is gunicorn with the arguments `bin/serve.sh web` gives it ({serve_web_shape()},
+max-requests 2000), production settings (`DEBUG` off), SQLite; the local
 sandbox (LWA and SP-API) is a second gunicorn on its own SQLite file. Clients, both servers and
 the sandbox share this machine's {os.cpu_count()} cores; load average at start / end: {load[0]:.1f} / {load[1]:.1f}.
 

@@ -24,7 +24,9 @@ esac
 
 bind=${BIND:-127.0.0.1:8000}
 workers=${WEB_CONCURRENCY:-2}
-threads=${WEB_THREADS:-4}
+# Threads, not processes, absorb the waits on Amazon (the callback's code exchange, token
+# refreshes, the SP-API proxy): a request waiting on Amazon holds a thread and almost no CPU.
+threads=${WEB_THREADS:-8}
 
 release() {
   "$py" manage.py migrate --noinput
