@@ -329,12 +329,13 @@ def parse_form(html: str) -> dict:
     return {"action": p.action, "fields": p.fields}
 
 
-TOKEN_SHAPE = re.compile(r"Atz[a-z.]*\|")
+TOKEN_SHAPE = re.compile(r"(?:Atz[a-z.]*|Atc)(?:\||%7[Cc])")
 
 
 def shows_token(text: str) -> bool:
     """True when `text` holds something shaped like an Amazon token (`Atza|…`, `Atzr|…`,
-    `Atz.sprdt|…`). The bar keeps a random CSRF token or link from matching by chance."""
+    `Atc|…`, `Atz.sprdt|…`, or with the bar percent-encoded). The bar keeps a random CSRF token
+    or link from matching by chance."""
     return TOKEN_SHAPE.search(text) is not None
 
 
