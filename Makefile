@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). Much of the suite waits on servers and subprocesses it starts, so
 # two processes finish in about two thirds of the time even on two cores. At most 6 (each takes a
-# Redis database of its own, 10 + N), or 0 to run in this process only.
+# Redis database of its own, 10 + N), or 0 to run in this process only (needed for --pdb).
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help

@@ -37,7 +37,7 @@ PY
 
 $py manage.py migrate --noinput -v0
 $py manage.py seed_demo  # idempotent; the demo tenant's redirect URI follows SITE_URL
-# The sandbox starts as the source document's Amazon; `manage.py sandbox mode amazon` (or the
+# The sandbox starts in the scope model (`seed`); `manage.py sandbox mode amazon` (or the
 # sandbox's page) switches it to Amazon as it really behaves.
 $py manage.py sandbox mode seed || true  # fails only when SPAPI_SANDBOX is off: nothing to set
 # The same demo seller every run (a new link only when its last one expired or was used).

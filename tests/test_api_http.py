@@ -100,7 +100,7 @@ def test_each_endpoint_needs_its_permission(live_amazon, tenant):
         "tokens:read": [("post", f"/connections/{sid}/access-token")],
         "invitations:write": [("post", "/invitations"), ("post", f"/connections/{sid}/reauthorization-link")],
     }
-    # The permissions the proxy issue uses are accepted on keys already; they open none of these.
+    # The proxy's, RDT and grantless permissions open none of these endpoints.
     keys = {p: new_key(tenant, [p]) for p in [*endpoints, "proxy", "rdt:create", "grantless"]}
     for permission, key in keys.items():
         api = Api(live_amazon, key)
