@@ -21,6 +21,20 @@ from django.utils import timezone
 from sellers.models import ONBOARDING_STATUSES, Event, Grant, Invitation, ScopeRequirement, Seller, Tenant
 from sellers.scopes import CATALOG, validate_scopes
 
+# --- Tenants -------------------------------------------------------------------------------------
+
+# The tenant's encrypted columns. Reading a tenant with them decrypts them, which fails when no
+# configured key can (a key changed without rotating).
+TENANT_SECRET_FIELDS = ("client_secret", "previous_client_secret", "webhook_secret")
+
+
+def tenant_for_notices(*, tenant_id: int) -> Tenant:
+    """The tenant as announcing a change needs it (name, staff, webhook URL), without its secrets:
+    a revocation or status change must be recorded and announced even when a secret of the
+    tenant cannot be decrypted."""
+    return Tenant.objects.defer(*TENANT_SECRET_FIELDS).get(pk=tenant_id)
+
+
 # --- Scopes a tenant asks for -----------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 from cryptography.fernet import Fernet
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
@@ -105,3 +106,39 @@ def test_an_undecryptable_grant_can_be_marked_revoked(tenant, manager, client):
     assert "Marked revoked: 1;" in body
     assert Grant.objects.filter(pk=grant.pk, status=Grant.Status.REVOKED).exists()
     assert Seller.objects.get(pk=seller.pk).status == Seller.Status.REVOKED
+
+
+def spoil_tenant(tenant, *columns: str) -> None:
+    with connection.cursor() as cursor:
+        for column in columns:
+            cursor.execute(f"UPDATE sellers_tenant SET {column} = %s WHERE id = %s", [FOREIGN, tenant.pk])
+
+
+def test_a_tenant_whose_secrets_no_key_decrypts_can_still_mark_its_sellers_revoked(
+    tenant, manager, client, mailoutbox, django_capture_on_commit_callbacks
+):
+    """A key lost without rotating spoils the tenant's secrets too: marking revoked, recording it
+    and telling the staff need none of them."""
+    first, first_grant = connected(tenant, "First Shop")
+    second, second_grant = connected(tenant, "Second Shop")
+    spoil(first_grant, "refresh_token", "access_token")
+    spoil(second_grant, "refresh_token", "access_token")
+    spoil_tenant(tenant, "client_secret", "webhook_secret")
+    User.objects.filter(username="manny").update(email="manny@agency.example")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:sellers_seller_changelist"),
+            {"action": "mark_revoked", "_selected_action": [first.pk, second.pk], "index": 0, "post": "yes"},
+            follow=True,
+        )
+
+    assert response.status_code == 200 and "Marked revoked: 2;" in response.content.decode()
+    assert set(Grant.objects.filter(seller__in=[first, second]).values_list("status", flat=True)) == {Grant.Status.REVOKED}
+    assert set(Seller.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {Seller.Status.REVOKED}
+    assert Event.objects.filter(seller__in=[first, second], kind=Event.Kind.MARKED_REVOKED).count() == 2
+    assert sorted(m.subject for m in mailoutbox) == [
+        f"[spconnect] {tenant.name}: First Shop is revoked",
+        f"[spconnect] {tenant.name}: Second Shop is revoked",
+    ]
+    assert all(FOREIGN not in m.body for m in mailoutbox)

@@ -17,6 +17,7 @@ from sellers.admin.base import UNDECRYPTABLE_NOTE, TenantScopedAdmin
 from sellers.csv_safety import SafeDictWriter
 from sellers.fields import UndecryptableValue
 from sellers.models import Event, Grant, Seller
+from sellers.selectors import TENANT_SECRET_FIELDS
 from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
 from sellers.services.exports import csv_row, seller_records
@@ -71,6 +72,9 @@ class SellerActionsAdmin(TenantScopedAdmin):
             tenant_access(request.user)
             .scope(Seller.objects.filter(pk__in=ids), "tenant", Role.MANAGER)
             .select_related("tenant")
+            # No action needs the tenant's secrets from here (a refresh reads them itself), and
+            # decrypting them must not stop staff from revoking or exporting when a key is lost.
+            .defer(*(f"tenant__{name}" for name in TENANT_SECRET_FIELDS))
             .order_by("name", "id")
         )
         return manageable, max(submitted - len(manageable), 0)

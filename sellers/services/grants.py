@@ -13,7 +13,7 @@ from django.utils import timezone
 from sellers.amazon import TokenResponse
 from sellers.models import TOKEN_FIELDS, Event, Grant, Seller, Tenant
 from sellers.scopes import CATALOG, scopes_given_by_roles
-from sellers.selectors import required_scopes
+from sellers.selectors import required_scopes, tenant_for_notices
 
 from .events import event_record
 from .identity import AccountFingerprint
@@ -226,7 +226,7 @@ def grant_mark_revoked(
     event = event_record(seller=seller, kind=kind, detail=reason, actor=actor)
     seller_status_sync(seller=seller, record=False)
     notify_staff(
-        tenant=seller.tenant,
+        tenant=tenant_for_notices(tenant_id=seller.tenant_id),
         subject=f"{seller.name} is revoked",
         body=(
             f"{seller.name}'s authorization is revoked ({reason}). spconnect will not refresh it again. "

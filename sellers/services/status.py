@@ -18,7 +18,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sellers.models import ONBOARDING_STATUSES, TOKEN_FIELDS, Event, Grant, Invitation, Seller
-from sellers.selectors import required_scopes
+from sellers.selectors import required_scopes, tenant_for_notices
 
 from .events import event_record
 from .notifications import notify_staff
@@ -132,7 +132,7 @@ def seller_status_transition(
     )
     if notice is not None:
         subject, body = notice(new)
-        notify_staff(tenant=seller.tenant, subject=subject, body=body, event=event)
+        notify_staff(tenant=tenant_for_notices(tenant_id=seller.tenant_id), subject=subject, body=body, event=event)
     return StatusTransition(old, new, event)
 
 
