@@ -24,6 +24,8 @@ from .validators import validate_webhook_url
 # The encrypted token columns of Grant and IdentityReview. Every read that does not hand a token
 # out defers them: decrypting is slow, and a value that no longer decrypts must not stop it.
 TOKEN_FIELDS = ("refresh_token", "access_token", "mws_auth_token")
+# The tenant's encrypted columns. Reads that do not need them defer them, for the same reasons.
+TENANT_SECRET_FIELDS = ("client_secret", "previous_client_secret", "webhook_secret")
 
 
 class Region(models.TextChoices):

@@ -18,14 +18,10 @@ from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, 
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from sellers.models import ONBOARDING_STATUSES, Event, Grant, Invitation, ScopeRequirement, Seller, Tenant
+from sellers.models import ONBOARDING_STATUSES, TENANT_SECRET_FIELDS, Event, Grant, Invitation, ScopeRequirement, Seller, Tenant
 from sellers.scopes import CATALOG, validate_scopes
 
 # --- Tenants -------------------------------------------------------------------------------------
-
-# The tenant's encrypted columns. Reading a tenant with them decrypts them, which fails when no
-# configured key can (a key changed without rotating).
-TENANT_SECRET_FIELDS = ("client_secret", "previous_client_secret", "webhook_secret")
 
 
 def tenant_for_notices(*, tenant_id: int) -> Tenant:

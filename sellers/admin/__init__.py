@@ -18,7 +18,6 @@ from sellers.admin import events, reviews, sellers, superusers, tenants  # noqa:
 from sellers.admin.base import (
     DB_ID_MAX,
     GRANT_SECRET_FIELDS,
-    TENANT_SECRET_FIELDS,
     UNDECRYPTABLE_NOTE,
     TenantScopedAdmin,
     db_id,
@@ -48,7 +47,6 @@ __all__ = [
     "MARKETPLACE_PATH",
     "MAX_CONNECTION_TESTS",
     "MAX_INLINE_REFRESHES",
-    "TENANT_SECRET_FIELDS",
     "UNDECRYPTABLE_NOTE",
     "EventAdmin",
     "EventInline",

@@ -17,7 +17,6 @@ from sellers.tenancy import Role, tenant_access
 
 # Encrypted columns never read by list pages: decrypting them is slow and they must not show.
 GRANT_SECRET_FIELDS = tuple(f"grant__{name}" for name in TOKEN_FIELDS)
-TENANT_SECRET_FIELDS = ("client_secret", "previous_client_secret", "webhook_secret")
 UNDECRYPTABLE_NOTE = (
     "The stored tokens cannot be decrypted with the configured keys (FIELD_ENCRYPTION_KEY): refreshes "
     "and SP-API calls fail until the key they were written under is restored, or the seller re-authorizes."

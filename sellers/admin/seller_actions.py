@@ -16,8 +16,7 @@ from django.utils import timezone
 from sellers.admin.base import UNDECRYPTABLE_NOTE, TenantScopedAdmin
 from sellers.csv_safety import SafeDictWriter
 from sellers.fields import UndecryptableValue
-from sellers.models import Event, Grant, Seller
-from sellers.selectors import TENANT_SECRET_FIELDS
+from sellers.models import TENANT_SECRET_FIELDS, Event, Grant, Seller
 from sellers.services.events import actor_for_user, event_record
 from sellers.services.exports import FIELDS as EXPORT_FIELDS
 from sellers.services.exports import csv_row, seller_records

@@ -22,12 +22,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from sellers.admin.base import GRANT_SECRET_FIELDS, TENANT_SECRET_FIELDS, UNDECRYPTABLE_NOTE
+from sellers.admin.base import GRANT_SECRET_FIELDS, UNDECRYPTABLE_NOTE
 from sellers.admin.filters import FunnelFilter, RenewalDueFilter, ScopeGrantedFilter, ScopeMissingFilter, tenant_filter_for
 from sellers.admin.seller_page import SellerPageAdmin
 from sellers.admin_html import scope_chips, scope_labels_in, scope_summary, status_badge, when
 from sellers.fields import UndecryptableValue, mask_secret
-from sellers.models import TOKEN_FIELDS, Event, Grant, IdentityReview, Seller
+from sellers.models import TENANT_SECRET_FIELDS, TOKEN_FIELDS, Event, Grant, IdentityReview, Seller
 from sellers.selectors import required_scopes, required_scopes_by_tenant, seller_open_links
 from sellers.services.events import actor_for_user
 from sellers.services.invitations import invitation_create, reauthorization_link_get_or_create

@@ -15,9 +15,9 @@ from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html
 
-from sellers.admin.base import TENANT_SECRET_FIELDS, TenantScopedAdmin
+from sellers.admin.base import TenantScopedAdmin
 from sellers.fields import UndecryptableValue
-from sellers.models import ScopeRequirement, Seller, Tenant, TenantMembership
+from sellers.models import TENANT_SECRET_FIELDS, ScopeRequirement, Seller, Tenant, TenantMembership
 from sellers.roles import AppRole, clean_roles, role_labels
 from sellers.scopes import CATALOG, SCOPE_CHOICES, roles_for_scope, scopes_given_by_roles
 from sellers.selectors import required_scopes
