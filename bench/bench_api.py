@@ -86,6 +86,17 @@ def base_env(tmp: Path) -> dict[str, str]:
     }
 
 
+def stop_servers(servers: list[subprocess.Popen]) -> None:
+    """Stop each server still running: SIGTERM, then SIGKILL after 15 s."""
+    for server in servers:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
 def wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 40) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -458,13 +469,7 @@ def main() -> None:
         if failures:
             raise SystemExit("; ".join(failures))
     finally:
-        for server in servers:
-            if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+        stop_servers(servers)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -32,7 +32,7 @@ ROOT = BENCH.parent
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
 from _http_load import abba, print_round  # noqa: E402
-from bench_api import SERVE_WEB_ARGS, base_env, free_port, make_tenant, serve_web_shape, wait_for_port  # noqa: E402
+from bench_api import SERVE_WEB_ARGS, base_env, free_port, make_tenant, serve_web_shape, stop_servers, wait_for_port  # noqa: E402
 
 ORDERS = "sellingpartnerapi::orders"
 SPAPI_PATH = "/orders/v0/orders?MarketplaceIds=ATVPDKIKX0DER&CreatedAfter=2025-01-01T00%3A00%3A00Z"
@@ -123,16 +123,6 @@ def start_servers(env: dict, tmp: Path, *, latency_ms: float) -> tuple[list[subp
     wait_for_port(sandbox_port, servers[0], "sandbox")
     wait_for_port(web_port, servers[1], "spconnect")
     return servers, web_port, sandbox_port
-
-
-def stop(servers: list[subprocess.Popen]) -> None:
-    for server in servers:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
 
 
 # --- Report ------------------------------------------------------------------------------------------------
@@ -237,7 +227,7 @@ def main() -> None:
                 result = compare(web_port=web_port, sandbox_port=sandbox_port, key=key, connections=connections,
                                  calls=args.calls, rounds=args.rounds, processes=args.processes, threads=args.threads)
             finally:
-                stop(servers)
+                stop_servers(servers)
             print(f"  ratio {result['ratio']:.2f}, queries/call {result['proxy']['queries_mean']:.3f}", flush=True)
             runs.append((latency, result))
         markdown = report(runs, args=args, load=(load_start, os.getloadavg()[0]))
